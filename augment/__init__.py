@@ -1,0 +1,3 @@
+"""augment"""
+
+__all__: list[str] = []

@@ -1,0 +1,145 @@
+"""Generic folder datasets: class-per-subfolder images, and images paired with masks.
+
+Two layouts (``layout="auto"`` picks ``"segmentation"`` when ``images/`` and ``masks/`` both
+exist under the root, ``"classes"`` otherwise)::
+
+    classes (torchvision ImageFolder)        segmentation
+    root[/split]/                            root[/split]/
+      cat/xxx.jpg                              images/[cat/]xxx.jpg
+      dog/sub/yyy.png                          masks/[cat/]xxx.png      (same relative stem)
+
+Class indices follow the sorted class folder names, as in ``torchvision.datasets.ImageFolder``.
+In the segmentation layout, the first folder under ``images/`` (if any) is the class. Files are
+copied byte for byte when ``decode=False``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Callable
+
+from loaders.base import Adapter, SampleError
+from loaders.registry import register_dataset
+from loaders.schema import KEY, safe_key
+
+__all__ = ["FolderDataset", "IMAGE_EXTENSIONS", "scan_files"]
+
+#: lower-case file extension -> shard suffix
+IMAGE_EXTENSIONS: Mapping[str, str] = {".jpg": "jpg", ".jpeg": "jpg", ".png": "png", ".webp": "webp"}
+_LAYOUTS = ("auto", "classes", "segmentation")
+
+
+def scan_files(top: Path, extensions: Iterable[str]) -> list[str]:
+    """Relative POSIX paths of the files under ``top`` whose lower-case extension is allowed, sorted.
+
+    Uses ``os.scandir`` (one ``stat``-free pass per folder); hidden entries are skipped.
+    """
+    wanted = {e.lower() for e in extensions}
+    found: list[str] = []
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        with os.scandir(top / rel if rel else top) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                child = f"{rel}/{entry.name}" if rel else entry.name
+                if entry.is_dir():
+                    stack.append(child)
+                elif os.path.splitext(entry.name)[1].lower() in wanted:
+                    found.append(child)
+    found.sort()
+    return found
+
+
+@register_dataset("folder")
+class FolderDataset(Adapter):
+    """Images in class folders, optionally paired with PNG masks.
+
+    Args:
+        root: the dataset folder.
+        split: optional sub-folder of ``root`` (e.g. ``"train"``).
+        layout: ``"auto"``, ``"classes"`` or ``"segmentation"`` (see the module docstring).
+        images, masks: the folder names of the segmentation layout.
+        extensions: image file extensions to include (case-insensitive).
+        decode, on_error, transform: see :class:`loaders.base.Adapter`.
+    """
+
+    name = "folder"
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str | None = None,
+        *,
+        layout: str = "auto",
+        images: str = "images",
+        masks: str = "masks",
+        extensions: Iterable[str] = tuple(IMAGE_EXTENSIONS),
+        decode: bool = True,
+        on_error: str = "raise",
+        transform: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> None:
+        super().__init__(decode=decode, on_error=on_error, transform=transform)
+        if root is None:
+            raise ValueError("folder dataset needs root= (the folder that holds the images)")
+        base = Path(root) / split if split else Path(root)
+        if not base.is_dir():
+            raise FileNotFoundError(f"folder dataset: {str(base)!r} is not a directory")
+        if layout not in _LAYOUTS:
+            raise ValueError(f"layout must be one of {_LAYOUTS}, got {layout!r}")
+        unknown = {e.lower() for e in extensions} - set(IMAGE_EXTENSIONS)
+        if unknown:
+            raise ValueError(f"extensions {sorted(unknown)} are not supported; allowed: {sorted(IMAGE_EXTENSIONS)}")
+        if layout == "auto":
+            layout = "segmentation" if (base / images).is_dir() and (base / masks).is_dir() else "classes"
+        self.root = base
+        self.layout = layout
+        self.image_dir = base / images if layout == "segmentation" else base
+        self.mask_dir = base / masks if layout == "segmentation" else None
+        self.extensions = tuple(extensions)
+        self.split = split
+        self.index  # index now: a bad root fails at construction, not in a worker
+
+    def _build_index(self) -> list[dict[str, Any]]:
+        if self.mask_dir is not None and not self.image_dir.is_dir():
+            raise FileNotFoundError(f"folder dataset: missing images folder {str(self.image_dir)!r}")
+        files = scan_files(self.image_dir, self.extensions)
+        nested = sorted({f.split("/", 1)[0] for f in files if "/" in f})
+        if self.layout == "classes":
+            class_dirs = sorted(e.name for e in os.scandir(self.image_dir) if e.is_dir() and not e.name.startswith("."))
+            files = [f for f in files if "/" in f]
+            if not class_dirs or not files:
+                raise FileNotFoundError(
+                    f"folder dataset: no images with extensions {list(self.extensions)} in class folders under {str(self.image_dir)!r}"
+                )
+            self.classes = tuple(class_dirs)
+        else:
+            self.classes = tuple(nested) if nested and all("/" in f for f in files) else None
+            if not files:
+                raise FileNotFoundError(f"folder dataset: no images under {str(self.image_dir)!r}")
+        class_index = {name: i for i, name in enumerate(self.classes or ())}
+        records = []
+        for rel in files:
+            stem = os.path.splitext(rel)[0]
+            record: dict[str, Any] = {KEY: safe_key(stem), "path": str(self.image_dir / rel)}
+            if self.classes is not None:
+                record["label"] = class_index[rel.split("/", 1)[0]]
+            if self.mask_dir is not None:
+                record["mask_path"] = str(self.mask_dir / f"{stem}.png")
+            records.append(record)
+        return records
+
+    def _load_encoded(self, record: Mapping[str, Any]) -> dict[str, bytes]:
+        suffix = IMAGE_EXTENSIONS[os.path.splitext(record["path"])[1].lower()]
+        out = {suffix: Path(record["path"]).read_bytes()}
+        if "mask_path" in record:
+            try:
+                out["mask.png"] = Path(record["mask_path"]).read_bytes()
+            except FileNotFoundError:
+                raise SampleError("the image has no mask file", path=record["mask_path"]) from None
+        if "label" in record:
+            out["cls"] = str(record["label"]).encode("ascii")
+        return out

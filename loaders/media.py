@@ -1,0 +1,316 @@
+"""Image, mask, audio and video encoders/decoders behind the codec table.
+
+Images decode with ``torchvision.io`` (libjpeg-turbo / libpng) into ``[C,H,W]`` tensors at their
+native channel count and bit depth (16-bit PNG stays ``uint16``); only CMYK JPEGs are converted
+(to RGB) because no model consumes CMYK. Audio goes through ``soundfile`` with our own integer
+scaling (``x * 32768``, not libsndfile's asymmetric 32767/32768 pair) so that 16-bit audio
+round-trips bit-exactly. Video goes through PyAV (FFmpeg), H.264 in MP4.
+
+Every failure of an underlying library is re-raised as :class:`CodecError` naming the format, so
+adapters can attach the file name and apply their error policy.
+"""
+
+from __future__ import annotations
+
+import io
+from fractions import Fraction
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+__all__ = [
+    "AudioClip",
+    "CodecError",
+    "IMAGE_MODES",
+    "VideoClip",
+    "decode_audio",
+    "decode_image",
+    "decode_mask",
+    "decode_video",
+    "encode_audio",
+    "encode_image",
+    "encode_mask",
+]
+
+_INT16_SCALE = 32768.0
+_INT32_SCALE = 2147483648.0
+
+
+class CodecError(ValueError):
+    """A payload could not be encoded or decoded.
+
+    Attributes:
+        suffix: the format (shard member suffix) involved.
+        reason: what went wrong.
+    """
+
+    def __init__(self, suffix: str, reason: str) -> None:
+        super().__init__(f"[{suffix}] {reason}")
+        self.suffix = suffix
+        self.reason = reason
+
+
+class AudioClip(NamedTuple):
+    """Decoded audio: float32 ``[channels, samples]`` and its sample rate in Hz."""
+
+    samples: torch.Tensor
+    sample_rate: int
+
+
+class VideoClip(NamedTuple):
+    """Decoded video: uint8 ``[T,C,H,W]`` frames, fps and (optional) its audio track."""
+
+    frames: torch.Tensor
+    fps: float
+    audio: torch.Tensor | None = None
+    sample_rate: int | None = None
+
+
+def _as_uint8_tensor(data: bytes) -> torch.Tensor:
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
+# --- images -----------------------------------------------------------------------------
+
+
+IMAGE_MODES = ("unchanged", "RGB", "L")
+
+
+def decode_image(data: bytes, *, suffix: str = "image", mode: str = "unchanged") -> torch.Tensor:
+    """Decode JPEG / PNG / WebP bytes into a ``[C,H,W]`` tensor (uint8, or uint16 for 16-bit PNG).
+
+    The format is sniffed from the bytes, never from the suffix (ImageNet has PNGs named .JPEG).
+
+    Args:
+        mode: ``"unchanged"`` keeps the native channels (CMYK JPEGs become RGB, grey+alpha grey);
+            ``"RGB"`` / ``"L"`` convert to 3 / 1 uint8 channels, as PIL's ``convert`` does.
+    """
+    from torchvision.io import ImageReadMode, decode_image as tv_decode
+
+    if mode not in IMAGE_MODES:
+        raise ValueError(f"mode must be one of {IMAGE_MODES}, got {mode!r}")
+    if not data:
+        raise CodecError(suffix, "empty payload")
+    raw = _as_uint8_tensor(data)
+    if mode != "unchanged":
+        try:
+            return tv_decode(raw, mode=ImageReadMode.RGB if mode == "RGB" else ImageReadMode.GRAY)
+        except (RuntimeError, ValueError) as error:
+            raise CodecError(suffix, f"cannot decode image: {error}") from None
+    # UNCHANGED would return palette indices for a palette PNG: expand those to RGB (masks use
+    # decode_mask, which keeps the indices).
+    mode = ImageReadMode.RGB if _is_palette_png(data) and suffix != "mask.png" else ImageReadMode.UNCHANGED
+    try:
+        image = tv_decode(raw, mode=mode)
+        if image.shape[0] == 4 and suffix in ("jpg", "jpeg"):  # CMYK JPEG
+            image = tv_decode(raw, mode=ImageReadMode.RGB)
+        elif image.shape[0] == 2:  # grey + alpha: keep the grey plane
+            image = image[:1].contiguous()
+    except (RuntimeError, ValueError) as error:
+        raise CodecError(suffix, f"cannot decode image: {error}") from None
+    return image
+
+
+def _is_palette_png(data: bytes) -> bool:
+    # PNG signature (8) + IHDR length (4) + "IHDR" (4) + width (4) + height (4) + bit depth (1)
+    return data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 25 and data[25] == 3
+
+
+def encode_image(value: Any, fmt: str, *, suffix: str = "image", quality: int = 95) -> bytes:
+    """Encode a ``[C,H,W]`` image tensor as ``fmt`` ("jpeg" or "png").
+
+    PNG accepts uint8 with 1/3/4 channels and uint16 with one channel (lossless); JPEG accepts
+    uint8 with 1 or 3 channels.
+    """
+    from torchvision.io import encode_jpeg, encode_png
+
+    if not isinstance(value, torch.Tensor) or value.ndim != 3:
+        raise CodecError(suffix, f"expects a [C,H,W] tensor, got {_describe(value)}")
+    image = value.detach().cpu().contiguous()
+    channels = image.shape[0]
+    if fmt == "jpeg":
+        if image.dtype != torch.uint8 or channels not in (1, 3):
+            raise CodecError(suffix, f"JPEG needs uint8 with 1 or 3 channels, got {_describe(image)}")
+        return encode_jpeg(image, quality=quality).numpy().tobytes()
+    if fmt != "png":
+        raise CodecError(suffix, f"unknown image format {fmt!r}")
+    if image.dtype == torch.uint8 and channels in (1, 3):
+        return encode_png(image).numpy().tobytes()
+    if image.dtype == torch.uint8 and channels == 4:
+        return _pil_png(image.permute(1, 2, 0).numpy(), "RGBA")
+    if image.dtype in (torch.uint16, torch.int32, torch.int64, torch.int16) and channels == 1:
+        array = image[0].to(torch.int64).numpy()
+        if array.size and (array.min() < 0 or array.max() > 65535):
+            raise CodecError(suffix, "16-bit PNG values must lie in [0, 65535]")
+        return _pil_png(array.astype(np.uint16), None)
+    raise CodecError(suffix, f"PNG needs uint8 with 1/3/4 channels or 16-bit with 1 channel, got {_describe(image)}")
+
+
+def _pil_png(array: np.ndarray, mode: str | None) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    image = Image.fromarray(array, mode=mode) if mode else Image.fromarray(array)
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+    return type(value).__name__
+
+
+def encode_mask(value: Any) -> bytes:
+    """Encode an integer ``[H,W]`` mask as an 8-bit (max < 256) or 16-bit greyscale PNG."""
+    if not isinstance(value, torch.Tensor) or value.ndim != 2:
+        raise CodecError("mask.png", f"expects an [H,W] tensor, got {_describe(value)}")
+    if value.is_floating_point() or value.is_complex():
+        raise CodecError("mask.png", f"expects an integer mask, got dtype {value.dtype}")
+    mask = value.detach().cpu().to(torch.int64)
+    low, high = (int(mask.min()), int(mask.max())) if mask.numel() else (0, 0)
+    if low < 0 or high > 65535:
+        raise CodecError("mask.png", f"mask values must lie in [0, 65535], got [{low}, {high}]")
+    if high < 256:
+        return encode_image(mask.to(torch.uint8)[None], "png", suffix="mask.png")
+    return _pil_png(mask.numpy().astype(np.uint16), None)
+
+
+def decode_mask(data: bytes) -> torch.Tensor:
+    """Decode a single-channel PNG mask into an int64 ``[H,W]`` tensor (class indices)."""
+    image = decode_image(data, suffix="mask.png")
+    if image.shape[0] != 1:
+        raise CodecError("mask.png", f"a mask must be single-channel, got {image.shape[0]} channels")
+    return image[0].to(torch.int64)
+
+
+# --- audio ------------------------------------------------------------------------------
+
+
+def encode_audio(value: Any, fmt: str) -> bytes:
+    """Encode an :class:`AudioClip` (or ``(samples, sample_rate)``) as ``fmt`` ("wav" or "flac").
+
+    WAV stores 32-bit float (exact for any float32 input). FLAC stores 16-bit PCM: exact for
+    audio that came from 16-bit sources (multiples of 1/32768); other values are rounded and
+    values outside [-1, 1) are clipped.
+    """
+    import soundfile
+
+    samples, rate = value if isinstance(value, tuple) else (None, None)
+    if not isinstance(samples, torch.Tensor) or samples.ndim != 2 or not isinstance(rate, int) or rate <= 0:
+        raise CodecError(fmt, "expects AudioClip(samples=float [channels, samples], sample_rate=int > 0)")
+    array = samples.detach().cpu().to(torch.float32).numpy().T  # soundfile wants [frames, channels]
+    buffer = io.BytesIO()
+    if fmt == "wav":
+        soundfile.write(buffer, array, rate, format="WAV", subtype="FLOAT")
+    elif fmt == "flac":
+        pcm = np.clip(np.round(array.astype(np.float64) * _INT16_SCALE), -32768, 32767).astype(np.int16)
+        soundfile.write(buffer, pcm, rate, format="FLAC", subtype="PCM_16")
+    else:
+        raise CodecError(fmt, "audio format must be 'wav' or 'flac'")
+    return buffer.getvalue()
+
+
+def decode_audio(data: bytes, *, suffix: str = "audio") -> AudioClip:
+    """Decode WAV/FLAC bytes into float32 ``[channels, samples]`` in [-1, 1) and the rate."""
+    import soundfile
+
+    try:
+        with soundfile.SoundFile(io.BytesIO(data)) as handle:
+            subtype = handle.subtype
+            if subtype in ("PCM_16", "PCM_S8", "PCM_U8"):
+                array = handle.read(dtype="int16", always_2d=True).astype(np.float32) / _INT16_SCALE
+            elif subtype in ("PCM_24", "PCM_32"):
+                array = (handle.read(dtype="int32", always_2d=True).astype(np.float64) / _INT32_SCALE).astype(np.float32)
+            else:
+                array = handle.read(dtype="float32", always_2d=True)
+            rate = int(handle.samplerate)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
+        raise CodecError(suffix, f"cannot decode audio: {error}") from None
+    return AudioClip(torch.from_numpy(np.ascontiguousarray(array.T)), rate)
+
+
+# --- video ------------------------------------------------------------------------------
+
+
+def encode_video(value: Any, *, crf: int = 18, codec: str = "libx264") -> bytes:
+    """Encode a :class:`VideoClip` (uint8 ``[T,3,H,W]``, fps, optional audio) as H.264/AAC MP4.
+
+    Height and width must be even (YUV 4:2:0). Encoding uses one thread so the output bytes are
+    reproducible.
+    """
+    import av
+
+    if not isinstance(value, VideoClip):
+        raise CodecError("mp4", f"expects a VideoClip, got {type(value).__name__}")
+    frames = value.frames
+    if not isinstance(frames, torch.Tensor) or frames.ndim != 4 or frames.dtype != torch.uint8 or frames.shape[1] != 3:
+        raise CodecError("mp4", f"frames must be uint8 [T,3,H,W], got {_describe(frames)}")
+    t, _, h, w = frames.shape
+    if t == 0 or h % 2 or w % 2:
+        raise CodecError("mp4", f"need at least one frame and even height/width, got {tuple(frames.shape)}")
+    if not value.fps or value.fps <= 0:
+        raise CodecError("mp4", f"fps must be > 0, got {value.fps}")
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mp4") as container:
+        stream = container.add_stream(codec, rate=Fraction(value.fps).limit_denominator(100000))
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"crf": str(crf), "threads": "1"}
+        audio_stream = None
+        if value.audio is not None:
+            if not value.sample_rate:
+                raise CodecError("mp4", "audio needs a sample_rate")
+            audio_stream = container.add_stream("aac", rate=int(value.sample_rate))
+            audio_stream.layout = "mono" if value.audio.shape[0] == 1 else "stereo"
+        for array in frames.permute(0, 2, 3, 1).contiguous().numpy():
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
+        container.mux(stream.encode())
+        if audio_stream is not None:
+            _mux_audio(container, audio_stream, value.audio, int(value.sample_rate))
+    return buffer.getvalue()
+
+
+def _mux_audio(container: Any, stream: Any, audio: torch.Tensor, rate: int) -> None:
+    import av
+
+    planar = audio.detach().cpu().to(torch.float32).contiguous().numpy()
+    frame = av.AudioFrame.from_ndarray(planar, format="fltp", layout=stream.layout.name)
+    frame.sample_rate = rate
+    frame.pts = 0
+    container.mux(stream.encode(frame))
+    container.mux(stream.encode())
+
+
+def decode_video(data: bytes) -> VideoClip:
+    """Decode a whole video file (every frame, plus its first audio track if any).
+
+    For windows of long videos use the seeking clip readers of the AV adapters instead.
+    """
+    import av
+
+    try:
+        with av.open(io.BytesIO(data), mode="r") as container:
+            if not container.streams.video:
+                raise CodecError("mp4", "no video stream")
+            vstream = container.streams.video[0]
+            fps = float(vstream.average_rate or vstream.guessed_rate or 0)
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(vstream)]
+        audio, rate = None, None
+        with av.open(io.BytesIO(data), mode="r") as container:
+            if container.streams.audio:
+                astream = container.streams.audio[0]
+                rate = int(astream.rate)
+                resampler = av.AudioResampler(format="fltp", layout=astream.layout.name, rate=rate)
+                chunks = [c.to_ndarray() for f in container.decode(astream) for c in resampler.resample(f)]
+                chunks += [c.to_ndarray() for c in resampler.resample(None)]
+                if chunks:
+                    audio = torch.from_numpy(np.concatenate(chunks, axis=1).astype(np.float32))
+    except CodecError:
+        raise
+    except (av.FFmpegError, ValueError, IndexError, OSError) as error:
+        raise CodecError("mp4", f"cannot decode video: {error}") from None
+    if not frames:
+        raise CodecError("mp4", "the video stream has no decodable frame")
+    video = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous()
+    return VideoClip(video, fps, audio, rate)

@@ -1,0 +1,1 @@
+"""Placeholder: adapters of this family register here on import."""

@@ -1,0 +1,194 @@
+import io
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import loaders
+from loaders import CODECS, AudioClip, CodecError, VideoClip, decode, decode_sample, encode, encode_sample, get_codec
+
+
+def _gradient(c, h, w, dtype=torch.uint8, high=255):
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(0, high + 1, (c, h, w), generator=g, dtype=torch.int64).to(dtype)
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_png_8bit_round_trips_bit_exactly(channels):
+    image = _gradient(channels, 17, 23)
+    assert torch.equal(decode("png", encode("png", image)), image)
+
+
+def test_png_16bit_round_trips_bit_exactly_and_stays_uint16():
+    image = _gradient(1, 19, 11, dtype=torch.int64, high=65535).to(torch.uint16)
+    data = encode("png", image)
+    assert Image.open(io.BytesIO(data)).mode in ("I;16", "I;16B", "I")  # a real 16-bit PNG
+    out = decode("png", data)
+    assert out.dtype == torch.uint16 and torch.equal(out.to(torch.int64), image.to(torch.int64))
+
+
+def test_palette_png_decodes_to_rgb_but_palette_mask_keeps_indices():
+    indices = np.random.default_rng(0).integers(0, 5, (6, 7), dtype=np.uint8)
+    image = Image.fromarray(indices, mode="P")
+    image.putpalette([10, 20, 30, 200, 0, 0, 0, 200, 0, 0, 0, 200, 255, 255, 255] + [0] * 753)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    rgb = decode("png", buffer.getvalue())
+    assert rgb.shape == (3, 6, 7)
+    assert rgb[:, 0, 0].tolist() == [[10, 20, 30], [200, 0, 0], [0, 200, 0], [0, 0, 200], [255, 255, 255]][indices[0, 0]]
+    assert torch.equal(decode("mask.png", buffer.getvalue()), torch.from_numpy(indices.astype(np.int64)))
+
+
+@pytest.mark.parametrize("high", [3, 255, 1000, 65535])
+def test_mask_round_trips_bit_exactly(high):
+    mask = _gradient(1, 9, 13, dtype=torch.int64, high=high)[0]
+    out = decode("mask.png", encode("mask.png", mask))
+    assert out.dtype == torch.int64 and torch.equal(out, mask)
+
+
+@pytest.mark.parametrize("bad", [torch.tensor([[-1, 0]]), torch.tensor([[70000]]), torch.zeros(2, 2), torch.zeros(1, 2, 2, dtype=torch.int64)])
+def test_mask_encoder_rejects_what_a_png_mask_cannot_hold(bad):
+    with pytest.raises(CodecError, match="mask.png"):
+        encode("mask.png", bad)
+
+
+def test_jpeg_is_lossy_but_close_and_cmyk_becomes_rgb():
+    x = torch.linspace(0, 255, 32).round().to(torch.uint8)
+    image = torch.stack([x[None].expand(32, 32), x[:, None].expand(32, 32), torch.full((32, 32), 128, dtype=torch.uint8)])
+    out = decode("jpg", encode("jpg", image))
+    assert out.shape == image.shape and (out.float() - image.float()).abs().mean() < 3
+    buffer = io.BytesIO()
+    Image.new("CMYK", (8, 6), (0, 255, 255, 0)).save(buffer, format="JPEG")
+    rgb = decode("jpg", buffer.getvalue())
+    assert rgb.shape == (3, 6, 8) and rgb[0].float().mean() > 200 and rgb[1].float().mean() < 60
+
+
+def test_image_mode_conversions_in_decode_sample():
+    grey = encode("jpg", torch.full((1, 8, 8), 90, dtype=torch.uint8))
+    assert decode_sample({"jpg": grey})["image"].shape == (1, 8, 8)
+    assert decode_sample({"jpg": grey}, image_mode="RGB")["image"].shape == (3, 8, 8)
+
+
+def test_small_codecs_round_trip():
+    assert decode("cls", encode("cls", 7)) == 7
+    assert decode("cls", encode("cls", np.int64(3))) == 3
+    assert decode("txt", encode("txt", "héllo\nworld")) == "héllo\nworld"
+    meta = {"b": [1, 2.5, None, "x"], "a": {"nested": True}}
+    assert decode("json", encode("json", meta)) == meta
+    labels = torch.tensor([0.0, 1.0, float("nan"), 0.25])
+    out = decode("labels.npy", encode("labels.npy", labels))
+    assert out.dtype == torch.float32 and torch.equal(out.isnan(), labels.isnan())
+    assert torch.equal(out.nan_to_num(), labels.nan_to_num())
+    for array in (np.arange(12, dtype=np.int16).reshape(3, 4), np.random.default_rng(0).random((2, 3, 4))):
+        assert np.array_equal(decode("npy", encode("npy", array)).numpy(), array)
+    assert decode("text.json", encode("text.json", ["a", "b"])) == ["a", "b"]
+
+
+@pytest.mark.parametrize(("suffix", "value"), [("cls", 1.5), ("cls", True), ("txt", b"bytes"), ("json", {"x": float("nan")}), ("json", {"x": object()}), ("labels.npy", torch.zeros(2, 2))])
+def test_encoders_refuse_values_they_cannot_store_exactly(suffix, value):
+    with pytest.raises(CodecError, match=suffix.split(".")[0]):
+        encode(suffix, value)
+
+
+@pytest.mark.parametrize(("suffix", "payload"), [("cls", b"seven"), ("json", b"{bad"), ("json", b'{"x": NaN}'), ("txt", b"\xff\xfe\xfa"), ("npy", b"\x93NUMPY garbage"), ("png", b""), ("jpg", b"\xff\xd8\xff\xe0 truncated")])
+def test_corrupt_payloads_raise_codec_errors(suffix, payload):
+    with pytest.raises(CodecError) as info:
+        decode(suffix, payload)
+    assert info.value.suffix in (suffix, "npy")
+
+
+def test_audio_round_trips_bit_exactly():
+    rng = np.random.default_rng(0)
+    pcm = rng.integers(-32768, 32768, size=(2, 4000)).astype(np.float32) / 32768.0
+    clip = AudioClip(torch.from_numpy(pcm), 16000)
+    for suffix in ("wav", "flac"):
+        out = decode(suffix, encode(suffix, clip))
+        assert out.sample_rate == 16000 and out.samples.dtype == torch.float32
+        assert torch.equal(out.samples, clip.samples), suffix
+    floats = AudioClip(torch.from_numpy(rng.uniform(-1, 1, (1, 1000)).astype(np.float32)), 8000)
+    assert torch.equal(decode("wav", encode("wav", floats)).samples, floats.samples)  # float WAV is exact for any float32
+
+
+def test_video_round_trip_with_audio_track():
+    t = torch.arange(6, dtype=torch.uint8)
+    frames = (t[:, None, None, None] * 40).expand(6, 3, 16, 24).contiguous()
+    tone = torch.sin(torch.arange(4800) / 16000 * 2 * torch.pi * 440)[None] * 0.5
+    data = encode("mp4", VideoClip(frames, 10.0, tone, 16000))
+    out = decode("mp4", data)
+    assert out.frames.shape == (6, 3, 16, 24) and abs(out.fps - 10.0) < 1e-6
+    assert (out.frames.float().mean(dim=(1, 2, 3)) - frames.float().mean(dim=(1, 2, 3))).abs().max() < 4
+    assert out.audio is not None and out.sample_rate == 16000 and out.audio.shape[1] >= 4800 - 1024
+    sample = decode_sample({"__key__": "v", "mp4": data})
+    assert sample["video"].shape == (6, 3, 16, 24) and sample["meta"]["fps"] == pytest.approx(10.0)
+    assert sample["meta"]["sample_rate"] == 16000 and sample["audio"].ndim == 2
+
+
+def test_truncated_video_raises():
+    frames = torch.zeros(4, 3, 16, 16, dtype=torch.uint8)
+    data = encode("mp4", VideoClip(frames, 5.0))
+    with pytest.raises(CodecError, match="mp4"):
+        decode("mp4", data[: len(data) // 3])
+    with pytest.raises(CodecError, match="even"):
+        encode("mp4", VideoClip(torch.zeros(1, 3, 15, 16, dtype=torch.uint8), 5.0))
+
+
+@pytest.mark.parametrize("suffix", ["pyd", "pickle", "pkl", "pth", "pt", "model.pth"])
+def test_pickle_suffixes_are_refused(suffix):
+    payload = pickle.dumps({"x": 1})
+    with pytest.raises(CodecError, match="pickle"):
+        decode(suffix, payload)
+
+
+def test_pickled_npy_object_array_is_refused():
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([{"evil": 1}], dtype=object), allow_pickle=True)  # what an attacker would write
+    with pytest.raises(CodecError, match="npy"):
+        decode("npy", buffer.getvalue())
+    with pytest.raises(CodecError, match="object"):
+        encode("npy", np.array([None], dtype=object))
+
+
+def test_unknown_suffix_raises_listing_known_ones():
+    with pytest.raises(CodecError, match="unknown suffix.*'cls'"):
+        get_codec("xyz")
+    with pytest.raises(CodecError, match="unknown"):
+        decode_sample({"__key__": "k", "weird": b"1"})
+
+
+def test_compound_suffix_falls_back_to_last_part_and_keeps_its_field_name():
+    image = _gradient(3, 4, 4)
+    sample = decode_sample({"__key__": "k", "left.png": encode("png", image), "mask.png": encode("mask.png", image[0].long())})
+    assert torch.equal(sample["left.png"], image) and sample["mask"].dtype == torch.int64
+
+
+def test_dcm_is_decode_only():
+    assert CODECS["dcm"].encode is None
+    with pytest.raises(CodecError, match="decode-only"):
+        encode("dcm", torch.zeros(1, 2, 2, dtype=torch.uint16))
+
+
+def test_encode_sample_decode_sample_round_trip_with_rates():
+    sample = {
+        "__key__": "clip/0",
+        "__source__": "test",
+        "image": _gradient(3, 8, 8),
+        "mask": _gradient(1, 8, 8, dtype=torch.int64, high=3)[0],
+        "label": 4,
+        "labels": torch.tensor([1.0, 0.0]),
+        "audio": torch.zeros(1, 160),
+        "text": ["first caption", "second"],
+        "meta": {"sample_rate": 16000, "source": "x"},
+    }
+    encoded = encode_sample(sample)
+    assert sorted(encoded) == sorted(["__key__", "__source__", "png", "mask.png", "cls", "labels.npy", "flac", "text.json", "json"])
+    decoded = decode_sample(encoded)
+    loaders.validate_sample(decoded)
+    assert torch.equal(decoded["image"], sample["image"]) and torch.equal(decoded["mask"], sample["mask"])
+    assert decoded["text"] == sample["text"] and decoded["meta"] == sample["meta"] and decoded["label"] == 4
+    with pytest.raises(CodecError, match="sample_rate"):
+        encode_sample({"__key__": "a", "audio": torch.zeros(1, 4)})
+    with pytest.raises(CodecError, match="no suffix"):
+        encode_sample({"__key__": "a", "boxes": torch.zeros(1, 4)})
+    assert "boxes.npy" in encode_sample({"__key__": "a", "boxes": torch.zeros(1, 4)}, {"boxes": "boxes.npy"})

@@ -1,0 +1,61 @@
+"""The ``datafactory`` command line, run as users run it: in a subprocess."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def _run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "datafactory", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_help_lists_the_commands():
+    result = _run("--help")
+    assert result.returncode == 0
+    for command in ("datasets", "demo"):
+        assert command in result.stdout
+
+
+def test_datasets_list_shows_builtin_adapters():
+    result = _run("datasets", "list")
+    assert result.returncode == 0
+    names = [line.split()[0] for line in result.stdout.splitlines() if line.strip()]
+    assert "shapes" in names and "folder" in names
+
+
+def test_datasets_show_shapes():
+    result = _run("datasets", "show", "shapes", "--split", "val", "-o", "size=7")
+    assert result.returncode == 0, result.stderr
+    assert "samples   7" in result.stdout and "circle" in result.stdout and "image" in result.stdout
+    as_json = json.loads(_run("datasets", "show", "shapes", "-o", "size=3", "--json").stdout)
+    assert as_json["samples"] == 3 and as_json["classes"] == 6 and "mask" in as_json["first_sample"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("datasets", "show", "nope"), "unknown dataset 'nope'; known datasets:"),
+        (("datasets", "show", "shapes", "-o", "colour=red"), "does not accept option(s) ['colour']"),
+        (("datasets", "show", "shapes", "-o", "size"), "KEY=VALUE"),
+        (("datasets", "show", "folder", "--root", "/no/such/dir"), "not a directory"),
+    ],
+)
+def test_bad_input_gives_a_clear_error_and_exit_code_2(args, message):
+    result = _run(*args)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_demo_writes_a_preview(tmp_path):
+    out = tmp_path / "demo"
+    result = _run("demo", "--out", str(out), "--size", "6")
+    assert result.returncode == 0, result.stderr
+    from PIL import Image
+
+    with Image.open(out / "preview.png") as preview:
+        assert preview.size[0] > 300 and preview.size[1] > 150
+    summary = json.loads((out / "demo_summary.json").read_text())
+    assert summary["samples"] == 6 and summary["oracle"]["pixel_accuracy"] > 0.99
+    assert json.loads((out / "demo_config.json").read_text())["size"] == 6
+    assert "oracle" in result.stdout and "preview" in result.stdout
