@@ -44,15 +44,11 @@ _DEFAULT_SIZE = {"train": 1000, "val": 200, "test": 200}
 _FORMAT_VERSION = 1
 
 
-def _polygon(kind: str) -> np.ndarray:
-    """Unit-radius vertices of the polygonal shapes (counter-clockwise)."""
-    if kind == "triangle":
-        angles = np.pi / 2 + 2 * np.pi * np.arange(3) / 3
-        return np.stack([np.cos(angles), np.sin(angles)], 1)
-    if kind == "square":
-        return np.array([[1, 1], [-1, 1], [-1, -1], [1, -1]]) / math.sqrt(2) * 1.0
-    if kind == "hexagon":
-        angles = 2 * np.pi * np.arange(6) / 6
+def _unit_polygon(kind: str) -> np.ndarray:
+    """Vertices of the polygonal shapes (counter-clockwise), before area normalisation."""
+    if kind in ("triangle", "square", "hexagon"):
+        sides = {"triangle": 3, "square": 4, "hexagon": 6}[kind]
+        angles = np.pi / 2 + 2 * np.pi * np.arange(sides) / sides + (np.pi / 4 if sides == 4 else 0.0)
         return np.stack([np.cos(angles), np.sin(angles)], 1)
     if kind == "star":
         angles = np.pi / 2 + np.pi * np.arange(10) / 5
@@ -62,6 +58,15 @@ def _polygon(kind: str) -> np.ndarray:
         a, b = 1.0, 0.36
         return np.array([[b, a], [-b, a], [-b, b], [-a, b], [-a, -b], [-b, -b], [-b, -a], [b, -a], [b, -b], [a, -b], [a, b], [b, b]])
     raise ValueError(f"unknown polygon {kind!r}")
+
+
+def _polygon(kind: str) -> np.ndarray:
+    """Vertices scaled so that every shape has the unit circle's area (pi): no class is favoured
+    by the largest-visible-object label rule just because of its geometry."""
+    vertices = _unit_polygon(kind)
+    x, y = vertices[:, 0], vertices[:, 1]
+    area = 0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+    return vertices * math.sqrt(math.pi / area)
 
 
 def _signed_distance(kind: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
