@@ -256,7 +256,11 @@ def encode_video(value: Any, *, crf: int = 18, codec: str = "libx264") -> bytes:
     with av.open(buffer, mode="w", format="mp4") as container:
         stream = container.add_stream(codec, rate=Fraction(value.fps).limit_denominator(100000))
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"crf": str(crf), "threads": "1"}
+        # Byte-identical shard rebuilds need byte-identical encodes. Two things made x264 vary
+        # from run to run: PyAV's automatic frame threads, and (for heights/widths that are not
+        # multiples of 16, e.g. 24x32) the macroblock-tree lookahead. Both are switched off.
+        stream.options = {"crf": str(crf), **({"x264-params": "mbtree=0"} if codec == "libx264" else {})}
+        stream.codec_context.thread_count = 1
         audio_stream = None
         if value.audio is not None:
             if not value.sample_rate:

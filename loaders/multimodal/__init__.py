@@ -1,1 +1,31 @@
-"""Placeholder: adapters of this family register here on import."""
+"""Multimodal clip adapters: AudioSet, HowTo100M and Ego4D (registered on import).
+
+* :mod:`loaders.multimodal.clip_io` -- seeking PyAV clip readers, resampling (shared by all three);
+* :mod:`loaders.multimodal.pairing` -- clip windows and clip-text pairing rules (pure functions);
+* :mod:`loaders.multimodal.audioset_meta` -- AudioSet CSVs, class index and ontology helpers;
+* :mod:`loaders.multimodal.audioset`, :mod:`~loaders.multimodal.howto100m`,
+  :mod:`~loaders.multimodal.ego4d` -- the adapters (``audioset``, ``howto100m``, ``ego4d``).
+
+PyAV and h5py are imported only inside the functions that decode media.
+"""
+
+from loaders.multimodal.audioset import AudioSetDataset
+from loaders.multimodal.audioset_meta import Ontology, read_class_labels, read_segments
+from loaders.multimodal.clip_io import Clip, read_audio, read_clip, resample
+from loaders.multimodal.clips import ClipAdapter
+from loaders.multimodal.ego4d import Ego4DDataset
+from loaders.multimodal.howto100m import HowTo100MDataset
+
+__all__ = [
+    "AudioSetDataset",
+    "Clip",
+    "ClipAdapter",
+    "Ego4DDataset",
+    "HowTo100MDataset",
+    "Ontology",
+    "read_audio",
+    "read_class_labels",
+    "read_clip",
+    "read_segments",
+    "resample",
+]

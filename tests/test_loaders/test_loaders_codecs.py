@@ -125,6 +125,15 @@ def test_video_round_trip_with_audio_track():
     assert sample["meta"]["sample_rate"] == 16000 and sample["audio"].ndim == 2
 
 
+@pytest.mark.parametrize(("height", "width"), [(24, 32), (48, 64)])
+def test_video_encoding_is_reproducible(height, width):
+    t = torch.arange(20)[:, None, None, None]
+    y, x = torch.arange(height)[None, None, :, None], torch.arange(width)[None, None, None, :]
+    frames = ((t * 7 + y * 3 + x * 5 + torch.arange(3)[None, :, None, None] * 40) % 256).to(torch.uint8)
+    clip = VideoClip(frames.expand(20, 3, height, width).contiguous(), 25.0)
+    assert len({encode("mp4", clip) for _ in range(12)}) == 1
+
+
 def test_truncated_video_raises():
     frames = torch.zeros(4, 3, 16, 16, dtype=torch.uint8)
     data = encode("mp4", VideoClip(frames, 5.0))
