@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from loaders.codecs import CodecError, decode_sample, encode_sample
-from loaders.schema import KEY, SOURCE, validate_key
+from loaders.schema import KEY, SOURCE, keys_valid_and_unique, validate_key
 
 __all__ = ["Adapter", "ON_ERROR", "SampleError", "check_on_error", "skip_none_collate", "summarize_sample"]
 
@@ -123,20 +123,30 @@ class Adapter(Dataset):
 
     # -- public API --------------------------------------------------------------------------
 
+    def _check_index(self, records: list[dict[str, Any]]) -> None:
+        """Raise ``ValueError`` naming the row when a key is invalid or repeated.
+
+        Checked in bulk first; only a failing index pays for the per-key pass that names the
+        culprit. Subclasses whose keys are valid and unique by construction may skip it.
+        """
+        if keys_valid_and_unique([record.get(KEY) for record in records]):
+            return
+        seen: dict[str, int] = {}
+        for position, record in enumerate(records):
+            key = validate_key(record.get(KEY))
+            if key in seen:
+                raise ValueError(
+                    f"{type(self).__name__}: duplicate key {key!r} at rows {seen[key]} and {position} "
+                    f"({self._describe_record(records[seen[key]])} and {self._describe_record(record)})"
+                )
+            seen[key] = position
+
     @property
     def index(self) -> list[dict[str, Any]]:
         """The index rows, built on first use and checked for valid, unique keys."""
         if self._records is None:
             records = self._build_index()
-            seen: dict[str, int] = {}
-            for position, record in enumerate(records):
-                key = validate_key(record.get(KEY))
-                if key in seen:
-                    raise ValueError(
-                        f"{type(self).__name__}: duplicate key {key!r} at rows {seen[key]} and {position} "
-                        f"({self._describe_record(records[seen[key]])} and {self._describe_record(record)})"
-                    )
-                seen[key] = position
+            self._check_index(records)
             self._records = records
         return self._records
 

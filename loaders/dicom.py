@@ -46,7 +46,9 @@ __all__ = [
     "read_dicom",
 ]
 
-_DECODE_ERRORS = (ValueError, RuntimeError, AttributeError, NotImplementedError, EOFError, OSError, KeyError, TypeError, IndexError)
+_DECODE_ERRORS = (
+    ValueError, RuntimeError, AttributeError, NotImplementedError, EOFError, OSError, KeyError, TypeError, IndexError,
+)
 _MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
 
 
@@ -155,6 +157,27 @@ def _stored_range(dataset: Any) -> tuple[int, int, int]:
     return bits, 0, 2**bits - 1
 
 
+def _pick(value: Any, index: int) -> float:
+    """One value of a possibly multi-valued DS element (Window Center/Width)."""
+    return float(value[index] if getattr(value, "__len__", None) and not isinstance(value, str) else value)
+
+
+def _changes_values(dataset: Any, options: DicomOptions) -> bool:
+    """Whether the modality or VOI stage would change any stored value."""
+    if options.modality_lut:
+        if "ModalityLUTSequence" in dataset:
+            return True
+        if "RescaleSlope" in dataset and "RescaleIntercept" in dataset:
+            if float(dataset.RescaleSlope) != 1.0 or float(dataset.RescaleIntercept) != 0.0:
+                return True
+    if options.voi_lut:
+        if "VOILUTSequence" in dataset and len(dataset.VOILUTSequence) > options.window_index:
+            return True
+        if "WindowCenter" in dataset and "WindowWidth" in dataset and dataset.WindowCenter is not None:
+            return True
+    return False
+
+
 def _display_table(dataset: Any, options: DicomOptions, low: int, high: int, maxval: int) -> tuple[np.ndarray, dict[str, Any]]:
     """The display value of every stored value ``low..high`` (float64), plus what was applied."""
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -162,7 +185,8 @@ def _display_table(dataset: Any, options: DicomOptions, low: int, high: int, max
     stored = np.arange(low, high + 1, dtype=np.int64)
     values = stored.astype(np.float64)
     info: dict[str, Any] = {"rescale": None, "voi": None}
-    if options.modality_lut and ("ModalityLUTSequence" in dataset or ("RescaleSlope" in dataset and "RescaleIntercept" in dataset)):
+    has_rescale = "RescaleSlope" in dataset and "RescaleIntercept" in dataset
+    if options.modality_lut and ("ModalityLUTSequence" in dataset or has_rescale):
         values = np.asarray(apply_modality_lut(stored, dataset), dtype=np.float64)
         if "ModalityLUTSequence" in dataset:
             info["rescale"] = "lut"
@@ -173,25 +197,29 @@ def _display_table(dataset: Any, options: DicomOptions, low: int, high: int, max
     has_window = "WindowCenter" in dataset and "WindowWidth" in dataset and dataset.WindowCenter is not None
     if options.voi_lut and (has_lut or has_window):
         if has_lut:
-            values = np.asarray(apply_voi_lut(stored if info["rescale"] is None else values, dataset, index=options.window_index), dtype=np.float64)
+            source = stored if info["rescale"] is None else values
+            values = np.asarray(apply_voi_lut(source, dataset, index=options.window_index), dtype=np.float64)
             lo, hi = float(values.min()), float(values.max())
             info["voi"] = "lut"
         else:
             source = values
             values = np.asarray(apply_voi_lut(source, dataset, index=options.window_index, prefer_lut=False), dtype=np.float64)
             # the window's output range [y_min, y_max] as pydicom defines it: push extremes through
-            bounds = np.asarray(apply_voi_lut(np.array([-1e15, 1e15]), dataset, index=options.window_index, prefer_lut=False))
+            with np.errstate(over="ignore"):  # SIGMOID overflows to its asymptotes, as wanted
+                bounds = np.asarray(apply_voi_lut(np.array([-1e15, 1e15]), dataset, index=options.window_index, prefer_lut=False))
             lo, hi = float(bounds.min()), float(bounds.max())
             center, width = dataset.WindowCenter, dataset.WindowWidth
-            pick = lambda v: float(v[options.window_index] if getattr(v, "__len__", None) and not isinstance(v, str) else v)  # noqa: E731
-            info["voi"] = {"center": pick(center), "width": pick(width), "function": str(dataset.get("VOILUTFunction", "LINEAR"))}
+            info["voi"] = {"center": _pick(center, options.window_index), "width": _pick(width, options.window_index),
+                           "function": str(dataset.get("VOILUTFunction", "LINEAR"))}
     if hi <= lo:
         hi = lo + 1.0
     table = np.clip((values - lo) * (maxval / (hi - lo)), 0, maxval)
     return np.rint(table), info
 
 
-def dicom_to_display(dataset: Any, options: DicomOptions = DicomOptions(), *, name: str | os.PathLike | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+def dicom_to_display(
+    dataset: Any, options: DicomOptions = DicomOptions(), *, name: str | os.PathLike | None = None
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Turn a parsed DICOM dataset into its display image (see the module docstring).
 
     Returns:
@@ -213,7 +241,8 @@ def dicom_to_display(dataset: Any, options: DicomOptions = DicomOptions(), *, na
     }
     if photometric not in _MONOCHROME:
         if frame.ndim != 3 or frame.dtype != np.uint8:
-            raise CodecError("dcm", f"{_label(name)}unsupported photometric interpretation {photometric!r} with dtype {frame.dtype}")
+            raise CodecError("dcm", f"{_label(name)}unsupported photometric interpretation {photometric!r} "
+                                    f"with dtype {frame.dtype}")
         info.update(bits_stored=8, maxval=255, rescale=None, voi=None, inverted=False)
         return np.ascontiguousarray(_to_chw(frame)), info
     if frame.ndim != 2:
@@ -228,20 +257,26 @@ def dicom_to_display(dataset: Any, options: DicomOptions = DicomOptions(), *, na
         data = frame.astype(np.float64)
         lo, hi = float(data.min()), float(data.max())
         image = np.rint((data - lo) * (maxval / max(hi - lo, 1.0))).astype(out_dtype)
+    elif low == 0 and high == maxval and frame.dtype == out_dtype and not _changes_values(dataset, options) and (
+            not invert or (frame.flags.writeable and (high == np.iinfo(frame.dtype).max or int(frame.max()) <= high))):
+        # the common radiograph case: no effective rescale, no window -> pass through or invert in place
+        rescaled = options.modality_lut and "RescaleSlope" in dataset and "RescaleIntercept" in dataset
+        rescale = [float(dataset.RescaleSlope), float(dataset.RescaleIntercept)] if rescaled else None
+        table_info = {"rescale": rescale, "voi": None}
+        image = np.subtract(out_dtype(maxval), frame, out=frame) if invert else frame
     else:
         table, table_info = _display_table(dataset, options, low, high, maxval)
         if invert:
             table = maxval - table
         table = table.astype(out_dtype)
-        identity = low == 0 and frame.dtype in (np.uint8, np.uint16) and np.array_equal(table, np.arange(table.size))
-        if identity:
-            image = frame.astype(out_dtype, copy=False)
-        elif low < 0:
+        if low < 0:
             # index a 65,536-entry table by the int16 bit pattern: no shift pass over the pixels
             full = np.zeros(65536, dtype=out_dtype)
             stored = np.arange(low, high + 1, dtype=np.int64)
             full[stored & 0xFFFF] = table
             image = np.take(full, frame.astype(np.int16, copy=False).view(np.uint16))
+        elif frame.dtype == out_dtype and frame.flags.writeable:
+            image = np.take(table, frame, out=frame, mode="clip")  # in place: no new pages to fault in
         else:
             image = np.take(table, frame, mode="clip")
     info.update(bits_stored=bits, maxval=maxval, inverted=bool(invert), **table_info)
@@ -267,5 +302,7 @@ def load_dicom(
     if not isinstance(options, DicomOptions):
         raise TypeError(f"options must be a DicomOptions, got {type(options).__name__}")
     dataset = read_dicom(source, name=name)
-    array, info = dicom_to_display(dataset, options, name=name if name is not None else (None if isinstance(source, (bytes, bytearray, memoryview)) else source))
+    if name is None and not isinstance(source, (bytes, bytearray, memoryview)):
+        name = source
+    array, info = dicom_to_display(dataset, options, name=name)
     return torch.from_numpy(array), info

@@ -88,3 +88,19 @@ def test_validate_sample_requires_a_key():
         validate_sample({"image": torch.zeros(3, 2, 2, dtype=torch.uint8)})
     with pytest.raises(ValueError, match="no dots"):
         validate_sample({"__key__": "a.b"})
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [["a/b", "a/b"], ["a//b"], ["/a"], ["a/"], ["a.b"], [""], ["a\nb"], ["x" * (MAX_KEY_LENGTH + 1)], [3], ["a b"], ["ok", "a/"]],
+)
+def test_bulk_key_check_rejects_what_validate_key_rejects(keys):
+    from loaders.schema import keys_valid_and_unique
+
+    assert not keys_valid_and_unique(keys)
+
+
+def test_bulk_key_check_accepts_valid_unique_keys():
+    from loaders.schema import keys_valid_and_unique
+
+    assert keys_valid_and_unique([]) and keys_valid_and_unique(["n01440764/x_1", "ILSVRC2012_val_00000001", "c/3/a-b"])

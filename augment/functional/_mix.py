@@ -1,0 +1,181 @@
+"""MixUp (Zhang et al., 2018) and CutMix (Yun et al., 2019) kernels, timm's conventions.
+
+``lam`` is always the weight of a sample's *own* image and target; ``partner[i]`` is the sample it
+is mixed with. Targets are one-hot with label smoothing ``s`` (``off = s/K``,
+``on = 1 - s + off``), or multi-hot / soft ``[B,K]`` vectors smoothed the same way
+(``y * (1 - s) + s/K``), and are mixed with the same ``lam`` as the pixels.
+Also here: gamma / beta / Dirichlet sampling from a ``torch.Generator`` (torch's own samplers take
+none), used by the MixUp and AugMix transforms.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from augment.functional._alloc import empty_like
+
+__all__ = [
+    "cutmix",
+    "cutmix_boxes",
+    "mix_targets",
+    "mixup",
+    "sample_beta",
+    "sample_dirichlet",
+    "sample_gamma",
+    "smooth_targets",
+]
+
+
+def smooth_targets(target: torch.Tensor, num_classes: int | None, smoothing: float = 0.0) -> torch.Tensor:
+    """Class indices ``[B]`` -> smoothed one-hot ``[B,K]``; ``[B,K]`` multi-hot -> smoothed float32.
+
+    Raises:
+        ValueError: ``num_classes`` missing for index targets, labels out of range, or a bad shape.
+    """
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"label smoothing must be in [0, 1), got {smoothing!r}")
+    if target.ndim == 1 and not target.is_floating_point():
+        if num_classes is None:
+            raise ValueError("num_classes is required when targets are class indices [B]")
+        if target.numel() and (int(target.min()) < 0 or int(target.max()) >= num_classes):
+            raise ValueError(f"class indices must be in [0, {num_classes}), got range [{int(target.min())}, {int(target.max())}]")
+        onehot = torch.nn.functional.one_hot(target.long(), num_classes).to(torch.float32)
+    elif target.ndim == 2:
+        if num_classes is not None and target.shape[1] != num_classes:
+            raise ValueError(f"targets [B,K] must have K = num_classes = {num_classes}, got {target.shape[1]}")
+        onehot = target.to(torch.float32)
+        num_classes = target.shape[1]
+    else:
+        raise ValueError(f"targets must be class indices [B] or multi-hot / soft [B,K], got {tuple(target.shape)} {target.dtype}")
+    if smoothing == 0.0:
+        return onehot
+    return onehot * (1.0 - smoothing) + smoothing / num_classes
+
+
+def _weights(lam: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return lam.to(device=like.device, dtype=torch.float32).view(-1, *([1] * (like.ndim - 1)))
+
+
+def mixup(x: torch.Tensor, source: torch.Tensor, lam: torch.Tensor, partner: torch.Tensor | None = None) -> torch.Tensor:
+    """``lam[i] * x[i] + (1 - lam[i]) * source[partner[i]]`` (``partner`` defaults to ``i``).
+
+    Computed as ``other.lerp_(x, lam)`` on the gathered partners (one gather, one in-place pass).
+    uint8 inputs are mixed in float32 and rounded back; float inputs keep their dtype.
+    """
+    if partner is None:
+        other = empty_like(source).copy_(source)
+    else:
+        other = torch.index_select(source, 0, partner.to(source.device), out=empty_like(source))
+    if not x.is_floating_point():
+        other, x = other.to(torch.float32), x.to(torch.float32)
+    weights = lam.to(torch.float64).cpu()
+    if bool((weights == weights[0]).all()):  # one weight (batch mode): a scalar lerp
+        other.lerp_(x, float(weights[0]))
+    else:
+        other.lerp_(x, _weights(lam, other).to(other.dtype))
+    if source.is_floating_point():
+        return other
+    return other.round_().clamp_(0, 255).to(source.dtype)
+
+
+def mix_targets(target: torch.Tensor, lam: torch.Tensor, partner: torch.Tensor) -> torch.Tensor:
+    """Mix ``[B,K]`` float targets: ``lam[i] * y[i] + (1 - lam[i]) * y[partner[i]]``."""
+    return torch.lerp(target.index_select(0, partner.to(target.device)), target, _weights(lam, target))
+
+
+def _copy_outside(out: torch.Tensor, x: torch.Tensor, top: int, left: int, bottom: int, right: int) -> None:
+    """Copy ``x`` into ``out`` everywhere but the box (at most four rectangles)."""
+    out[..., :top, :].copy_(x[..., :top, :])
+    out[..., bottom:, :].copy_(x[..., bottom:, :])
+    out[..., top:bottom, :left].copy_(x[..., top:bottom, :left])
+    out[..., top:bottom, right:].copy_(x[..., top:bottom, right:])
+
+
+def cutmix(x: torch.Tensor, source: torch.Tensor, boxes: torch.Tensor, partner: torch.Tensor | None = None) -> torch.Tensor:
+    """Paste ``source[partner[i]]``'s box ``boxes[i] = (top, left, bottom, right)`` into ``x[i]``.
+
+    Works on images ``[B,C,H,W]`` and masks ``[B,H,W]`` alike (the box indexes the last two dims).
+    Every output element is written once: outside the box from ``x``, inside from the partner.
+    """
+    out = empty_like(x)
+    index = list(range(x.shape[0])) if partner is None else partner.cpu().tolist()
+    rows = boxes.cpu().tolist()
+    if rows and all(row == rows[0] for row in rows):  # one box for the batch: copy its outside at once
+        top, left, bottom, right = rows[0]
+        if not (bottom > top and right > left):
+            out.copy_(x)
+            return out
+        _copy_outside(out, x, top, left, bottom, right)
+        for i, p in enumerate(index):
+            out[i, ..., top:bottom, left:right].copy_(source[p, ..., top:bottom, left:right])
+        return out
+    for i, (top, left, bottom, right) in enumerate(rows):
+        if bottom > top and right > left:
+            _copy_outside(out[i], x[i], top, left, bottom, right)
+            out[i, ..., top:bottom, left:right].copy_(source[index[i], ..., top:bottom, left:right])
+        else:
+            out[i].copy_(x[i])
+    return out
+
+
+def cutmix_boxes(lam: torch.Tensor, height: int, width: int, centers: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boxes of area ``~(1 - lam) * H * W`` around ``centers`` (timm's ``rand_bbox``), clipped.
+
+    Args:
+        lam: ``[N]`` float mixing weights.
+        centers: ``[N, 2]`` float in ``[0, 1)``: the box centre as a fraction of ``(H, W)``.
+
+    Returns:
+        ``(boxes, corrected_lam)``: int64 ``[N, 4]`` ``(top, left, bottom, right)`` and the weight
+        recomputed from the clipped area, ``1 - area / (H*W)``.
+    """
+    ratio = torch.sqrt(1.0 - lam.to(torch.float64).cpu())
+    cut_h = (height * ratio).long()
+    cut_w = (width * ratio).long()
+    cy = (centers[:, 0].cpu().to(torch.float64) * height).long()
+    cx = (centers[:, 1].cpu().to(torch.float64) * width).long()
+    top = (cy - cut_h // 2).clamp(0, height)
+    bottom = (cy + cut_h // 2).clamp(0, height)
+    left = (cx - cut_w // 2).clamp(0, width)
+    right = (cx + cut_w // 2).clamp(0, width)
+    boxes = torch.stack([top, left, bottom, right], dim=1)
+    corrected = 1.0 - ((bottom - top) * (right - left)).to(torch.float64) / (height * width)
+    return boxes, corrected
+
+
+def sample_gamma(alpha: torch.Tensor, generator: torch.Generator | None = None, rounds: int = 16) -> torch.Tensor:
+    """Gamma(alpha, 1) samples drawn from ``generator`` (Marsaglia & Tsang, 2000, vectorised).
+
+    ``alpha < 1`` uses the boost ``Gamma(a) = Gamma(a + 1) * U^(1/a)``. Each value gets ``rounds``
+    proposals (acceptance is > 95% per proposal).
+    """
+    alpha = alpha.to(torch.float64)
+    device = generator.device if generator is not None else "cpu"
+    alpha = alpha.to(device)
+    boosted = alpha < 1
+    a = torch.where(boosted, alpha + 1, alpha)
+    d = a - 1.0 / 3.0
+    c = 1.0 / torch.sqrt(9.0 * d)
+    shape = (rounds, *alpha.shape)
+    z = torch.randn(shape, generator=generator, device=device, dtype=torch.float64)
+    u = torch.rand(shape, generator=generator, device=device, dtype=torch.float64)
+    v = (1.0 + c * z) ** 3
+    accept = (v > 0) & (torch.log(u) < 0.5 * z * z + d - d * v + d * torch.log(v.clamp_min(1e-300)))
+    first = accept.to(torch.int8).argmax(dim=0, keepdim=True)
+    sample = (d * v).gather(0, first)[0]
+    sample = torch.where(accept.any(dim=0), sample, d)  # never in practice; the mean as a fallback
+    boost = torch.rand(alpha.shape, generator=generator, device=device, dtype=torch.float64)
+    return torch.where(boosted, sample * boost.clamp_min(1e-300) ** (1.0 / alpha), sample)
+
+
+def sample_beta(alpha: float, beta: float, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``size`` Beta(alpha, beta) samples (float64, CPU or the generator's device)."""
+    params = torch.tensor([alpha, beta], dtype=torch.float64).repeat(size, 1)
+    gammas = sample_gamma(params, generator)
+    return gammas[:, 0] / gammas.sum(dim=1).clamp_min(1e-300)
+
+
+def sample_dirichlet(alpha: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Dirichlet samples along the last dim of ``alpha`` (float64)."""
+    gammas = sample_gamma(alpha, generator)
+    return gammas / gammas.sum(dim=-1, keepdim=True).clamp_min(1e-300)

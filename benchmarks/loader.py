@@ -1,0 +1,147 @@
+"""Streaming loader throughput versus torchvision ``ImageFolder`` and a bare decode loop (issue 3).
+
+Pipeline everywhere: decode JPEG -> RandomResizedCrop(224) -> RandomHorizontalFlip -> batch 64.
+
+* ``make_loader`` over shards built (copy mode) from the same JPEGs;
+* torchvision ``ImageFolder`` + ``DataLoader`` (PIL decode, same v2 transforms), same workers;
+* a bare loop: read file -> ``torchvision.io.decode_jpeg`` -> same transforms, one process,
+  compared with ``make_loader(num_workers=0)`` (the per-worker figure).
+
+Targets: >= 1.3x ImageFolder with the same workers; >= 80% of the bare loop per worker.
+
+    python benchmarks/loader.py                       # 1,000 JPEGs of 320 px, 2 workers
+    python benchmarks/loader.py --count 5000 --workers 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from torchvision import datasets as tv_datasets
+from torchvision.io import decode_jpeg
+from torchvision.transforms import v2
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from pipelines import build_shards  # noqa: E402
+from pipelines.loader import FieldTransform, make_loader  # noqa: E402
+from shards import make_images  # noqa: E402  (benchmarks/shards.py)
+
+BATCH = 64
+
+
+def crop_flip() -> v2.Compose:
+    return v2.Compose([v2.RandomResizedCrop(224, antialias=True), v2.RandomHorizontalFlip()])
+
+
+class PilToTensorCropFlip:
+    """ImageFolder side: PIL image -> uint8 tensor -> the same crop and flip."""
+
+    def __init__(self) -> None:
+        self.ops = v2.Compose([v2.PILToTensor(), crop_flip()])
+
+    def __call__(self, image):
+        return self.ops(image)
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (DataLoader workers are joined at
+    the end of an epoch), which moves less with machine load than wall time."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def epoch_seconds(loader) -> tuple[float, int]:
+    start = time.perf_counter()
+    seen = 0
+    iterator = iter(loader)
+    for batch in iterator:
+        images = batch["image"] if isinstance(batch, dict) else batch[0]
+        seen += images.shape[0]
+    del iterator  # joins the workers, so their CPU time is counted
+    return time.perf_counter() - start, seen
+
+
+def bare_loop(files: list[Path]) -> tuple[float, int]:
+    ops = crop_flip()
+    start = time.perf_counter()
+    batch = []
+    for path in files:
+        data = torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)
+        batch.append(ops(decode_jpeg(data)))
+        if len(batch) == BATCH:
+            torch.stack(batch)
+            batch = []
+    if batch:
+        torch.stack(batch)
+    return time.perf_counter() - start, len(files)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--size", type=int, default=320)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--data", help="reuse/keep the JPEG folder here")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    scratch = Path(tempfile.mkdtemp(prefix="df-bench-loader-"))
+    root = Path(args.data) if args.data else scratch / "images"
+    if not root.is_dir() or not any(root.rglob("*.jpg")):
+        make_images(root, args.count, args.size)
+    files = sorted(root.rglob("*.jpg"))
+    shards = scratch / "shards"
+    build_shards("folder", shards, root=root, max_count=250)
+
+    def ours(workers: int):
+        return make_loader(shards, batch_size=BATCH, num_workers=workers, decode="RGB", shuffle_buffer=256,
+                           transform=FieldTransform("image", crop_flip()))
+
+    folder = tv_datasets.ImageFolder(str(root), transform=PilToTensorCropFlip())
+
+    def imagefolder(workers: int):
+        return DataLoader(folder, batch_size=BATCH, shuffle=True, num_workers=workers)
+
+    results: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
+    for _ in range(args.repeats):  # methods take turns so load changes hit all alike
+        for name, run in (
+            (f"make_loader workers={args.workers}", lambda: epoch_seconds(ours(args.workers))),
+            (f"ImageFolder+DataLoader workers={args.workers}", lambda: epoch_seconds(imagefolder(args.workers))),
+            ("make_loader workers=0", lambda: epoch_seconds(ours(0))),
+            ("bare decode_jpeg loop", lambda: bare_loop(files)),
+        ):
+            before = cpu_seconds()
+            seconds, seen = run()
+            results.setdefault(name, []).append(seen / seconds)
+            cpu.setdefault(name, []).append((cpu_seconds() - before) * 1000 / seen)
+    rate = {name: max(values) for name, values in results.items()}
+    cost = {name: min(values) for name, values in cpu.items()}
+    names = list(rate)
+    print(f"\n{len(files)} JPEGs of {args.size} px, batch {BATCH}, RandomResizedCrop(224)+flip, best of {args.repeats}, "
+          f"{os.cpu_count()} CPUs (load {os.getloadavg()[0]:.1f})\n")
+    print(f"| {'method':<34} | {'images/s':>9} | {'ratio':>20} | {'CPU ms/img':>10} | {'CPU ratio':>9} |")
+    print(f"|{'-' * 36}|{'-' * 11}|{'-' * 22}|{'-' * 12}|{'-' * 11}|")
+    ratios = {names[0]: (f"{rate[names[0]] / rate[names[1]]:.2f}x ImageFolder", f"{cost[names[1]] / cost[names[0]]:.2f}x"),
+              names[2]: (f"{rate[names[2]] / rate[names[3]]:.2f}x bare loop", f"{cost[names[3]] / cost[names[2]]:.2f}x")}
+    for name in names:
+        ratio, cpu_ratio = ratios.get(name, ("", ""))
+        print(f"| {name:<34} | {rate[name]:9.0f} | {ratio:>20} | {cost[name]:10.2f} | {cpu_ratio:>9} |")
+    print("\ntargets: make_loader >= 1.30x ImageFolder (same workers); workers=0 >= 0.80x the bare loop")
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

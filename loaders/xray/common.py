@@ -1,0 +1,354 @@
+"""The chest X-ray base adapter: metadata tables, view filter, one image per patient, image output.
+
+Every collection module turns its metadata into *rows* (plain dicts: ``__key__``, ``path``,
+``kind`` = ``"png"``/``"jpg"``/``"dcm"``, ``view``, ``patient``, ``labels`` = the harmonised 18
+values, ``meta``) and :class:`XRayDataset` does the rest the same way for all of them:
+
+* ``views``: keep rows whose (dataset-normalised) view is listed; ``"*"`` keeps everything; a
+  missing view is ``"UNKNOWN"`` (TorchXRayVision's convention).
+* ``unique_patients``: keep the first row of each patient in file order (the whole row; unlike
+  TorchXRayVision's ``groupby().first()``, which takes the first non-null value per column and so
+  can mix the labels of different images).
+* ``image_format``: ``"native"`` (uint8, or uint16 for 16-bit PNG and DICOM above 8 bits),
+  ``"uint8"``, or ``"float"`` -- float32 in [-1024, 1024] computed as TorchXRayVision's
+  ``normalize``: ``(2 * x / maxval - 1) * 1024``. Images are single-channel ``[1,H,W]``; colour
+  files keep their first channel, as TorchXRayVision does.
+* ``decode=False`` gives what a shard stores: the original PNG/JPEG bytes, or for DICOM the
+  native display image (after the :class:`loaders.dicom.DicomOptions` pipeline) as a lossless
+  8/16-bit PNG; plus ``labels.npy``, ``json`` (meta) and ``mask.png``/``cls`` where present.
+
+Boxes travel in ``meta["boxes"]`` as ``[{"label": str, "xyxy": [x0, y0, x1, y1], ...}]`` in
+pixels of the original image (VinDr adds ``"reader"``), so shards need no extra field.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import os
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from loaders.base import Adapter, SampleError
+from loaders.codecs import encode
+from loaders.dicom import DicomOptions, load_dicom
+from loaders.media import decode_image
+from loaders.xray.labels import PATHOLOGIES
+
+__all__ = [
+    "DEFAULT_VIEWS",
+    "IMAGE_FORMATS",
+    "Table",
+    "XRayDataset",
+    "check_split",
+    "convert_image",
+    "dicom_header_fields",
+    "find_file",
+    "normalise_views",
+    "read_table",
+]
+
+DEFAULT_VIEWS: tuple[str, ...] = ("PA", "AP")
+IMAGE_FORMATS = ("native", "uint8", "float")
+_KIND_OF_SUFFIX = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".dcm": "dcm", ".dicom": "dcm"}
+
+
+# --- metadata tables ---------------------------------------------------------------------------
+
+
+class Table:
+    """A CSV file read verbatim: the header as written, the rows streamed as lists of strings.
+
+    Columns are looked up by their name with surrounding spaces stripped (SIIM's
+    ``" EncodedPixels"``), so quirky headers (NIH's unquoted ``[Width,Height]`` commas, trailing
+    commas, CRLF line ends, a UTF-8 BOM) need no special casing; rows shorter than the header
+    read as blanks. :attr:`rows` re-reads the file on each use, so a 160k-row PadChest table
+    never sits in memory as strings.
+    """
+
+    def __init__(self, path: Path, header: list[str]) -> None:
+        self.path, self.header = path, header
+        self._position: dict[str, int] = {}
+        for i, name in enumerate(header):
+            self._position.setdefault(name.strip(), i)
+
+    def has(self, *names: str) -> bool:
+        return any(name in self._position for name in names)
+
+    def column(self, *names: str, required: bool = True) -> int | None:
+        """The position of the first of ``names`` present (alternate spellings), or ``None``."""
+        for name in names:
+            if name in self._position:
+                return self._position[name]
+        if required:
+            raise ValueError(f"{str(self.path)!r}: missing column {names[0]!r}; header: {self.header}")
+        return None
+
+    @property
+    def rows(self) -> Iterator[list[str]]:
+        """The data rows (blank lines skipped), padded to the header's width."""
+        width = len(self.header)
+        with _open_text(self.path) as handle:
+            reader = csv.reader(handle)
+            next(reader, None)
+            for row in reader:
+                if row:
+                    yield row + [""] * (width - len(row)) if len(row) < width else row
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    if name.endswith(".zip"):
+        with zipfile.ZipFile(path) as archive:
+            members = [m for m in archive.namelist() if m.lower().endswith(".csv") and not m.endswith("/")]
+            if len(members) != 1:
+                raise ValueError(f"{str(path)!r}: expected exactly one .csv inside the zip, found {members}")
+            data = archive.read(members[0])
+        return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
+
+
+def read_table(path: str | os.PathLike) -> Table:
+    """Open a CSV (plain, ``.gz`` or single-member ``.zip``) as a :class:`Table` (header read now)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"metadata file {str(path)!r} does not exist")
+    with _open_text(path) as handle:
+        header = next(csv.reader(handle), None)
+    if header is None:
+        raise ValueError(f"{str(path)!r} is empty; expected a CSV header")
+    return Table(path, header)
+
+
+def find_file(root: Path, candidates: Iterable[str], *, what: str, option: str) -> Path:
+    """The first existing ``root/candidate`` (``.gz`` variants included); a clear error otherwise."""
+    tried = []
+    for candidate in candidates:
+        for name in (candidate, candidate + ".gz"):
+            tried.append(name)
+            if (root / name).is_file():
+                return root / name
+    raise FileNotFoundError(f"no {what} under {str(root)!r} (looked for {tried}); pass {option}= to point at it")
+
+
+def normalise_views(views: str | Sequence[str] | None) -> frozenset[str] | None:
+    """``"*"`` or ``None`` -> ``None`` (keep all); a str or sequence of str -> the set to keep."""
+    if views is None:
+        return None
+    if isinstance(views, str):
+        views = [views]
+    if not isinstance(views, (list, tuple, set, frozenset)) or not all(isinstance(v, str) for v in views):
+        raise TypeError(f"views must be '*', a view name or a sequence of view names, got {views!r}")
+    if "*" in views:
+        return None
+    if not views:
+        raise ValueError("views must not be empty; use '*' to keep every view")
+    return frozenset(views)
+
+
+def check_split(dataset: str, split: str | None, allowed: Sequence[str | None]) -> str | None:
+    if split not in allowed:
+        raise ValueError(f"{dataset}: split must be one of {list(allowed)}, got {split!r}")
+    return split
+
+
+def kind_of(path: str) -> str:
+    """``png``/``jpg``/``dcm`` from a file name's extension."""
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in _KIND_OF_SUFFIX:
+        raise ValueError(f"unsupported image file extension {extension!r} in {path!r}; allowed: {sorted(_KIND_OF_SUFFIX)}")
+    return _KIND_OF_SUFFIX[extension]
+
+
+# --- images --------------------------------------------------------------------------------------
+
+
+def convert_image(image: torch.Tensor, maxval: int, image_format: str) -> torch.Tensor:
+    """Convert a native ``[1,H,W]`` image whose full scale is ``maxval`` into ``image_format``."""
+    if image_format == "native":
+        return image
+    if image_format == "uint8":
+        if image.dtype == torch.uint8 and maxval == 255:
+            return image
+        return (image.to(torch.float32) * (255.0 / maxval)).round_().clamp_(0, 255).to(torch.uint8)
+    if image_format == "float":
+        return (2 * (image.to(torch.float32) / maxval) - 1.0) * 1024
+    raise ValueError(f"image_format must be one of {IMAGE_FORMATS}, got {image_format!r}")
+
+
+def _first_channel(image: torch.Tensor) -> torch.Tensor:
+    return image if image.shape[0] == 1 else image[:1].contiguous()
+
+
+# --- the base adapter ----------------------------------------------------------------------------
+
+
+class XRayDataset(Adapter):
+    """Base class of the chest X-ray collections (see the module docstring for the options).
+
+    Subclasses set :attr:`name`, :attr:`default_views` and implement :meth:`_rows`.
+
+    Attributes:
+        pathologies: the names of the ``labels`` columns (:data:`PATHOLOGIES`); also ``classes``.
+    """
+
+    pathologies: ClassVar[tuple[str, ...]] = PATHOLOGIES
+    classes = PATHOLOGIES  # the label space of ``labels`` (nlm-tb names its ``label`` classes instead)
+    default_views: ClassVar[str | tuple[str, ...]] = DEFAULT_VIEWS
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        *,
+        views: str | Sequence[str] | None = None,
+        unique_patients: bool = False,
+        image_format: str = "native",
+        dicom: DicomOptions | None = None,
+        decode: bool = True,
+        on_error: str = "raise",
+        transform: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> None:
+        super().__init__(decode=decode, on_error=on_error, transform=transform)
+        if root is None:
+            raise ValueError(f"{self.name}: root= is required (the dataset folder as distributed)")
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"{self.name}: root {str(self.root)!r} is not a directory")
+        if image_format not in IMAGE_FORMATS:
+            raise ValueError(f"image_format must be one of {IMAGE_FORMATS}, got {image_format!r}")
+        if not isinstance(unique_patients, bool):
+            raise TypeError(f"unique_patients must be a bool, got {unique_patients!r}")
+        if dicom is not None and not isinstance(dicom, DicomOptions):
+            raise TypeError(f"dicom must be a loaders.dicom.DicomOptions, got {type(dicom).__name__}")
+        self.views = normalise_views(self.default_views if views is None else views)
+        self.unique_patients = unique_patients
+        self.image_format = image_format
+        self.dicom = dicom or DicomOptions()
+
+    # -- subclass API -----------------------------------------------------------------------------
+
+    def _rows(self) -> list[dict[str, Any]]:
+        """All rows of the collection (before the view filter and ``unique_patients``)."""
+        raise NotImplementedError
+
+    def _after_view_filter(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Hook run on the rows kept by the view filter (before ``unique_patients``)."""
+        return rows
+
+    def _extra_encoded(self, record: Mapping[str, Any], image_shape: tuple[int, int] | None) -> dict[str, bytes]:
+        """Extra shard members for a record (e.g. SIIM's ``mask.png``)."""
+        return {}
+
+    def _extra_decoded(self, record: Mapping[str, Any], image_shape: tuple[int, int]) -> dict[str, Any]:
+        """Extra decoded fields for a record (e.g. SIIM's ``mask``)."""
+        return {}
+
+    # -- index ------------------------------------------------------------------------------------
+
+    def _build_index(self) -> list[dict[str, Any]]:
+        rows = self._rows()
+        if self.views is not None:
+            rows = [row for row in rows if (row.get("view") or "UNKNOWN") in self.views]
+        rows = self._after_view_filter(rows)
+        if self.unique_patients:
+            seen: set[str] = set()
+            kept = []
+            for row in rows:
+                if row["patient"] not in seen:
+                    seen.add(row["patient"])
+                    kept.append(row)
+            rows = kept
+        return rows
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The ``[N, 18]`` float32 label matrix of the index (no media read)."""
+        if not self.index:
+            return np.zeros((0, len(self.pathologies)), dtype=np.float32)
+        return np.stack([np.asarray(r["labels"], dtype=np.float32) for r in self.index])
+
+    # -- loading ----------------------------------------------------------------------------------
+
+    def _meta(self, record: Mapping[str, Any], info: Mapping[str, Any] | None) -> dict[str, Any]:
+        meta = {"view": record.get("view") or "UNKNOWN", "patient": record["patient"], **record.get("meta", {})}
+        if info is not None:
+            meta["dicom"] = dict(info)
+        return meta
+
+    def _read(self, record: Mapping[str, Any]) -> bytes:
+        if record.get("path") is None:
+            raise SampleError(record.get("missing", "no image file for this entry"))
+        return Path(record["path"]).read_bytes()
+
+    def _native(self, record: Mapping[str, Any], data: bytes) -> tuple[torch.Tensor, int, dict[str, Any] | None]:
+        if record["kind"] == "dcm":
+            image, info = load_dicom(data, self.dicom, name=record["path"])
+            return _first_channel(image), int(info["maxval"]), info
+        image = _first_channel(decode_image(data, suffix=record["kind"]))
+        return image, (255 if image.dtype == torch.uint8 else 65535), None
+
+    def _load_decoded(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        image, maxval, info = self._native(record, self._read(record))
+        meta = self._meta(record, info)
+        meta["maxval"] = maxval
+        out: dict[str, Any] = {
+            "image": convert_image(image, maxval, self.image_format),
+            "labels": torch.tensor(np.asarray(record["labels"], dtype=np.float32)),
+            "meta": meta,
+        }
+        if "label" in record:
+            out["label"] = int(record["label"])
+        out.update(self._extra_decoded(record, tuple(image.shape[-2:])))
+        return out
+
+    def _load_encoded(self, record: Mapping[str, Any]) -> dict[str, bytes]:
+        data = self._read(record)
+        shape: tuple[int, int] | None = None
+        if record["kind"] == "dcm":
+            image, maxval, info = self._native(record, data)
+            out = {"png": encode("png", image)}
+            shape = tuple(image.shape[-2:])
+        else:
+            out = {record["kind"]: data}
+            # full scale from the PNG IHDR bit depth (byte 24); JPEG is 8-bit here
+            maxval = 65535 if record["kind"] == "png" and len(data) > 24 and data[24] == 16 else 255
+            info = None
+        meta = self._meta(record, info)
+        meta["maxval"] = maxval
+        out["labels.npy"] = encode("labels.npy", np.asarray(record["labels"], dtype=np.float32))
+        out["json"] = encode("json", meta)
+        if "label" in record:
+            out["cls"] = encode("cls", int(record["label"]))
+        out.update(self._extra_encoded(record, shape))
+        return out
+
+    def __repr__(self) -> str:
+        size = len(self._records) if self._records is not None else "?"
+        views = "*" if self.views is None else sorted(self.views)
+        return (f"{type(self).__name__}(name={self.name!r}, root={str(self.root)!r}, samples={size}, views={views}, "
+                f"unique_patients={self.unique_patients})")
+
+
+def dicom_header_fields(path: str | None, keywords: Sequence[str]) -> dict[str, str]:
+    """Read a few header elements of a DICOM file without its pixel data (for view/patient).
+
+    Missing or unreadable files give ``{}``: loading that sample reports the problem later.
+    """
+    if path is None:
+        return {}
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        dataset = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=list(keywords), force=True)
+    except (OSError, InvalidDicomError, ValueError, EOFError, KeyError):
+        return {}
+    return {k: str(dataset.get(k, "")).strip() for k in keywords if str(dataset.get(k, "") or "").strip()}

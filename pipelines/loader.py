@@ -1,0 +1,298 @@
+"""``make_loader``: a DDP-correct, resumable, safe streaming ``DataLoader`` over our shards.
+
+Reading never goes through webdataset's decoders: members are read with :mod:`tarfile` after
+their names are checked (:func:`pipelines.tario.split_member_name`), every suffix must be in
+the codec table (:func:`loaders.get_codec`; pickle suffixes and unknown ones are refused) and
+decoding is :func:`loaders.decode_sample`. Which samples a rank/worker reads, and in which order,
+comes from :mod:`pipelines.plan` (equal batch counts per rank; exact mid-epoch resume).
+
+Ranks come from ``rank``/``world_size`` arguments, else ``torch.distributed`` when initialised,
+else the ``RANK``/``WORLD_SIZE`` environment variables (as set by ``torchrun``), else 0/1.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from loaders import CodecError, decode_sample, get_codec
+from loaders.schema import KEY
+from pipelines.plan import batches_per_rank, consumed_per_worker, worker_plan
+from pipelines.tario import ShardError, iter_shard_samples
+from pipelines.writer import read_json
+
+__all__ = ["FieldTransform", "ShardLoader", "ShardStream", "collate_samples", "make_loader", "resolve_shards"]
+
+_DECODE = (True, False, "unchanged", "RGB", "L")
+
+
+def resolve_shards(shards: str | os.PathLike | Sequence[str | os.PathLike]) -> list[tuple[str, int]]:
+    """``(path, sample count)`` for a shard folder, an ``index.json`` or a list of ``.tar`` paths.
+
+    Counts come from ``index.json``; bare tar lists are counted by reading member headers.
+    """
+    if isinstance(shards, (str, os.PathLike)):
+        path = Path(shards)
+        if path.is_dir():
+            path = path / "index.json"
+        if path.name == "index.json":
+            if not path.is_file():
+                raise FileNotFoundError(f"shards: no index.json in {str(path.parent)!r} (build it with build_shards)")
+            index = read_json(path)
+            return [(str(path.parent / s["shard"]), int(s["count"])) for s in index["shards"]]
+        shards = [path]
+    if not isinstance(shards, Sequence) or not shards:
+        raise ValueError(f"shards must be a folder, an index.json or a non-empty list of .tar files, got {shards!r}")
+    out = []
+    for tar in shards:
+        if not Path(tar).is_file():
+            raise FileNotFoundError(f"shards: {os.fspath(tar)!r} does not exist")
+        out.append((os.fspath(tar), sum(1 for _ in iter_shard_samples(tar, read_data=False))))
+    return out
+
+
+def check_suffixes(sample: Mapping[str, Any], shard: str) -> None:
+    """Refuse members whose suffix is not in the codec table (pickle formats included)."""
+    for suffix in sample:
+        if suffix == KEY:
+            continue
+        try:
+            get_codec(suffix)
+        except CodecError as error:
+            raise ShardError(f"shard {shard!r}: member {sample[KEY]}.{suffix} refused: {error}") from None
+
+
+def collate_samples(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Batch sample dicts: same-shape tensors are stacked, numbers become tensors, the rest lists."""
+    if not samples:
+        raise ValueError("collate_samples needs at least one sample")
+    batch: dict[str, Any] = {}
+    for field in samples[0]:
+        values = [s[field] for s in samples]
+        first = values[0]
+        if isinstance(first, torch.Tensor) and all(isinstance(v, torch.Tensor) and v.shape == first.shape for v in values):
+            batch[field] = torch.stack(values)
+        elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            batch[field] = torch.tensor(values)
+        else:
+            batch[field] = values
+    return batch
+
+
+class FieldTransform:
+    """Apply ``op`` to one field of a sample dict (e.g. an ``augment`` op to ``"image"``)."""
+
+    def __init__(self, field: str, op: Callable[[Any], Any]) -> None:
+        if not callable(op):
+            raise TypeError(f"op must be callable, got {type(op).__name__}")
+        self.field, self.op = field, op
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        sample[self.field] = self.op(sample[self.field])
+        return sample
+
+    def __repr__(self) -> str:
+        return f"FieldTransform({self.field!r}, {self.op!r})"
+
+
+class ShardStream(IterableDataset):
+    """Yields this rank's batches for one epoch (see :mod:`pipelines.plan`); picklable."""
+
+    def __init__(self, shards: list[tuple[str, int]], *, batch_size: int, decode: bool | str, transform: Callable | None,
+                 batch_transform: Callable | None, collate: Callable, shuffle: bool, shuffle_buffer: int, seed: int,
+                 epoch: int, rank: int, world_size: int, drop_last: bool, num_workers: int) -> None:
+        self.paths = [p for p, _ in shards]
+        self.counts = [c for _, c in shards]
+        self.batch_size, self.decode, self.transform = batch_size, decode, transform
+        self.batch_transform, self.collate = batch_transform, collate
+        self.shuffle, self.shuffle_buffer, self.seed, self.epoch = shuffle, shuffle_buffer, seed, epoch
+        self.rank, self.world_size, self.drop_last, self.num_workers = rank, world_size, drop_last, num_workers
+        self.skip_batches: list[int] | None = None  # per worker role, set for a resumed epoch
+        self.role_offset = 0  # a resumed loader's worker i plays role (i + offset) % num_workers
+
+    def plan(self, worker: int):
+        return worker_plan(self.counts, seed=self.seed, epoch=self.epoch, rank=self.rank, world_size=self.world_size,
+                           worker=worker, num_workers=max(1, self.num_workers), batch_size=self.batch_size,
+                           drop_last=self.drop_last, shuffle=self.shuffle, shuffle_buffer=self.shuffle_buffer)
+
+    def __len__(self) -> int:
+        return batches_per_rank(sum(self.counts), self.world_size, self.batch_size, self.drop_last)
+
+    def _read(self, segments) -> Iterator[dict[str, Any]]:
+        for shard, start, stop in segments:
+            path = self.paths[shard]
+            for sample in iter_shard_samples(path, skip=start, limit=stop - start):
+                check_suffixes(sample, path)
+                yield sample
+
+    def _decode(self, sample: dict[str, Any]) -> dict[str, Any]:
+        if self.decode is False:
+            return sample
+        mode = "unchanged" if self.decode is True else self.decode
+        try:
+            out = decode_sample(sample, image_mode=mode)
+        except CodecError as error:
+            raise ShardError(f"sample {sample[KEY]!r}: {error}") from None
+        return self.transform(out) if self.transform is not None else out
+
+    def __iter__(self) -> Iterator[Any]:
+        info = get_worker_info()
+        worker = 0 if info is None else (info.id + self.role_offset) % info.num_workers
+        plan = self.plan(worker)
+        skip = 0 if self.skip_batches is None else self.skip_batches[worker]
+        position = sum(plan.batch_sizes[:skip])
+        done = set(plan.order[:position])
+        pending: dict[int, dict[str, Any]] = {}
+        batch: list[dict[str, Any]] = []
+        sizes = iter(plan.batch_sizes[skip:])
+        want = next(sizes, 0)
+        for read, sample in enumerate(self._read(plan.segments)):
+            if read in done:
+                continue
+            pending[read] = sample
+            while position < len(plan.order) and plan.order[position] in pending:
+                batch.append(self._decode(pending.pop(plan.order[position])))
+                position += 1
+                if len(batch) == want:
+                    out = self.collate(batch)
+                    yield self.batch_transform(out) if self.batch_transform is not None else out
+                    batch, want = [], next(sizes, 0)
+        if pending or batch:
+            raise ShardError(f"shards changed while reading: {len(pending) + len(batch)} samples left unbatched")
+
+
+class ShardLoader(DataLoader):
+    """A ``torch.utils.data.DataLoader`` over a :class:`ShardStream` with epochs and resume.
+
+    Call :meth:`set_epoch` before each epoch (as with ``DistributedSampler``). ``state_dict()``
+    taken mid-epoch and restored with ``load_state_dict()`` makes the next iteration yield
+    exactly the batches not yet yielded in that epoch (same shards, batch size, ranks, workers).
+    """
+
+    dataset: ShardStream
+
+    def __init__(self, dataset: ShardStream, **kwargs: Any) -> None:
+        super().__init__(dataset, batch_size=None, **kwargs)
+        self._yielded = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
+        self.dataset.epoch = epoch
+        self.dataset.skip_batches, self.dataset.role_offset = None, 0
+        self._yielded = 0
+
+    @property
+    def epoch(self) -> int:
+        return self.dataset.epoch
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        ds = self.dataset
+        if ds.skip_batches is None:
+            self._yielded = 0
+        try:
+            for batch in super().__iter__():
+                ds.skip_batches, ds.role_offset = None, 0  # the stream (or its workers) took its copy
+                self._yielded += 1
+                yield batch
+        finally:
+            ds.skip_batches, ds.role_offset = None, 0
+
+    def _fingerprint(self) -> dict[str, Any]:
+        ds = self.dataset
+        return {"shards": [os.path.basename(p) for p in ds.paths], "counts": ds.counts, "seed": ds.seed,
+                "batch_size": ds.batch_size, "rank": ds.rank, "world_size": ds.world_size, "drop_last": ds.drop_last,
+                "num_workers": ds.num_workers, "shuffle": ds.shuffle, "shuffle_buffer": ds.shuffle_buffer}
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"epoch", "batches" (yielded so far this epoch), ...the loader's layout}``."""
+        return {"epoch": self.dataset.epoch, "batches": self._yielded, **self._fingerprint()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Resume mid-epoch; raises ``ValueError`` naming any layout field that differs."""
+        mine = self._fingerprint()
+        wrong = sorted(k for k in mine if state.get(k) != mine[k])
+        if wrong:
+            raise ValueError(f"state_dict was taken with a different loader layout: {wrong} differ")
+        ds = self.dataset
+        ds.epoch = int(state["epoch"])
+        per_worker = [len(ds.plan(w).batch_sizes) for w in range(max(1, ds.num_workers))]
+        ds.skip_batches, ds.role_offset = consumed_per_worker(per_worker, int(state["batches"]))
+        self._yielded = int(state["batches"])
+
+
+def _rank_and_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    if rank is None or world_size is None:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            rank = dist.get_rank() if rank is None else rank
+            world_size = dist.get_world_size() if world_size is None else world_size
+        else:
+            rank = int(os.environ.get("RANK", 0)) if rank is None else rank
+            world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, world_size) and world_size >= 1, got rank={rank}, world_size={world_size}")
+    return rank, world_size
+
+
+def make_loader(
+    shards: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    batch_size: int,
+    decode: bool | str = True,
+    transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    batch_transform: Callable[[dict[str, Any]], Any] | None = None,
+    collate: Callable[[list[dict[str, Any]]], Any] = collate_samples,
+    shuffle: bool = True,
+    shuffle_buffer: int = 1000,
+    seed: int = 0,
+    epoch: int = 0,
+    num_workers: int = 0,
+    drop_last: bool = False,
+    rank: int | None = None,
+    world_size: int | None = None,
+    **loader_options: Any,
+) -> ShardLoader:
+    """A ``DataLoader`` streaming batches from a shard set.
+
+    Args:
+        shards: a shard folder (with ``index.json``), an ``index.json`` path, or ``.tar`` paths.
+        batch_size: samples per batch.
+        decode: ``True`` (native channels), ``"RGB"``/``"L"`` (convert images) or ``False``
+            (raw bytes; suffixes are still checked against the codec table).
+        transform: per decoded sample (dict -> dict), e.g. ``FieldTransform("image", op)``.
+        batch_transform: per collated batch (e.g. MixUp), run in the worker processes.
+        collate: list of samples -> batch (:func:`collate_samples` by default).
+        shuffle, shuffle_buffer: shard order and a sample buffer, both seeded by ``(seed, epoch)``.
+        seed, epoch: the shuffling seed and the epoch (see :meth:`ShardLoader.set_epoch`).
+        num_workers: ``DataLoader`` worker processes.
+        drop_last: drop the tail so every batch is full (otherwise ranks are padded by wrapping).
+        rank, world_size: this process's rank (defaults: torch.distributed, then env, then 0/1).
+        **loader_options: passed to ``DataLoader`` (``pin_memory``, ``prefetch_factor``, ...).
+    """
+    for name, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0), ("seed", seed, 0),
+                             ("epoch", epoch, 0), ("shuffle_buffer", shuffle_buffer, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    if not any(decode is d or (isinstance(d, str) and decode == d) for d in _DECODE):
+        raise ValueError(f"decode must be one of {list(_DECODE)}, got {decode!r}")
+    for name, fn in (("transform", transform), ("batch_transform", batch_transform), ("collate", collate)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
+    if {"batch_size", "sampler", "batch_sampler", "shuffle"} & set(loader_options):
+        raise ValueError("batching and sampling are done by the stream; do not pass sampler/batch_size options")
+    if loader_options.get("persistent_workers"):
+        raise ValueError("persistent_workers=True would keep each worker's first epoch; leave it False "
+                         "(set_epoch and load_state_dict reach the workers when an epoch starts)")
+    rank, world_size = _rank_and_world(rank, world_size)
+    stream = ShardStream(resolve_shards(shards), batch_size=batch_size, decode=decode, transform=transform,
+                         batch_transform=batch_transform, collate=collate, shuffle=shuffle, shuffle_buffer=shuffle_buffer,
+                         seed=seed, epoch=epoch, rank=rank, world_size=world_size, drop_last=drop_last,
+                         num_workers=num_workers)
+    return ShardLoader(stream, num_workers=num_workers, **loader_options)
