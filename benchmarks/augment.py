@@ -94,8 +94,8 @@ def patch_rows(x: torch.Tensor, repeats: int, device: str) -> list[tuple]:
 def mix_rows(x: torch.Tensor, repeats: int, device: str) -> list[tuple]:
     from timm.data import Mixup
 
-    xf = x.float()
-    target = torch.randint(0, 1000, (x.shape[0],), device=device)
+    xf = x[: x.shape[0] - x.shape[0] % 2].float()  # timm's Mixup needs an even batch; ours does not
+    target = torch.randint(0, 1000, (xf.shape[0],), device=device)
     rows = []
     for name, ours, peer in (
         ("MixUp", A.MixUp(0.8, num_classes=1000), Mixup(mixup_alpha=0.8, cutmix_alpha=0.0, label_smoothing=0.1, num_classes=1000)),

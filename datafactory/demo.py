@@ -1,8 +1,10 @@
 """The embedded demo flow behind ``datafactory demo``: no downloads, runs on a fresh machine.
 
-Today it renders a split of the ``shapes`` dataset (see :mod:`loaders.shapes`), checks the colour
-oracle against the rendered part masks, and writes a preview grid (image | parts overlaid, class
-name). Later stages (shards, augmentation, training, DatasetGAN) plug in as further steps.
+It renders a split of the ``shapes`` dataset (see :mod:`loaders.shapes`), checks the colour
+oracle against the rendered part masks and writes a preview grid (image | parts overlaid, class
+name); then it builds WebDataset shards of the training split, verifies them and reads one epoch
+back through the streaming loader (:func:`pipelines.demo_roundtrip`). Later stages
+(augmentation, training, DatasetGAN) plug in as further steps.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import torch
 
 import loaders
+import pipelines
 
 __all__ = ["DemoConfig", "PART_COLOURS", "oracle_agreement", "preview_grid", "run_demo"]
 
@@ -33,6 +36,9 @@ class DemoConfig:
     seed: int = 0
     columns: int = 4
     scale: int = 3
+    shard_samples: int = 256
+    max_count: int = 64
+    batch_size: int = 32
 
 
 def oracle_agreement(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -93,11 +99,15 @@ def run_demo(config: DemoConfig = DemoConfig(), *, progress: bool = True) -> dic
     agreement = oracle_agreement(samples)
     preview = out / "preview.png"
     preview_grid(samples, dataset.classes, columns=config.columns, scale=config.scale).save(preview)
+    shards = pipelines.demo_roundtrip(out / "shards", size=config.shard_samples, max_count=config.max_count,
+                                      batch_size=config.batch_size, seed=config.seed, progress=progress,
+                                      overwrite=True)  # the demo owns its output folder
     summary = {
         "samples": len(samples),
         "classes": {name: sum(s["label"] == i for s in samples) for i, name in enumerate(dataset.classes)},
         "oracle": agreement,
         "preview": str(preview),
+        "shards": shards,
     }
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -25,8 +25,9 @@ from loaders.registry import dataset_factory, list_datasets, open_dataset, regis
 from loaders.schema import FIELDS, KEY, SOURCE, safe_key, validate_key, validate_sample
 
 # Built-in adapters register themselves on import (one module per dataset family).
-from loaders import folder, imagenet, multimodal, shapes, xray  # noqa: E402,F401  isort: skip
+from loaders import folder, hf, imagenet, multimodal, shapes, xray  # noqa: E402,F401  isort: skip
 from loaders.folder import FolderDataset
+from loaders.hf import HFDataset
 from loaders.shapes import PART_CLASSES, SHAPE_CLASSES, ShapesDataset, annotate_parts
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "CodecError",
     "FIELDS",
     "FolderDataset",
+    "HFDataset",
     "KEY",
     "PART_CLASSES",
     "SHAPE_CLASSES",

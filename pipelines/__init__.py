@@ -14,7 +14,6 @@ Build, check and read a shard set::
 ``pipelines`` imports ``loaders`` (and may import ``augment``), never ``datafactory``.
 """
 
-import loaders.hf  # noqa: F401  registers the "hf" source adapter (idempotent)
 from pipelines.build import ENGINES, RAY_INSTALL_HINT, BuildReport, build_shards
 from pipelines.demo import demo_roundtrip
 from pipelines.hf import to_hf_dataset

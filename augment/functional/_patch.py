@@ -10,8 +10,9 @@ in ``[B,C,H,W]`` a patch row of one channel is ``ps * itemsize`` contiguous byte
 viewed with the widest element that tiles a patch row (up to 16 bytes: ``complex128``) and moved
 with ``index_select`` and int64 indices built as ``offset within a patch`` (precomputed per shape)
 ``+ offset of the source patch`` (per sample), a few samples at a time so indices stay in cache.
-Rotations need a transpose inside the patch, which no wide element can express: they are done per
-quarter-turn class on the patches that need it.
+Rotations need a transpose inside the patch, which no wide element can express: the patches that
+turn are moved to a patch-major buffer, transformed with one element-level pass each, and gathered
+back (see :func:`patch_rotate`).
 """
 
 from __future__ import annotations

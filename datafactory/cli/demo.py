@@ -18,6 +18,10 @@ def _run(args: argparse.Namespace) -> int:
     print("classes   " + ", ".join(f"{name} {count}" for name, count in summary["classes"].items()))
     print(f"oracle    pixel accuracy {oracle['pixel_accuracy']:.4f}; IoU " + ", ".join(f"{k} {v:.3f}" for k, v in oracle["iou"].items()))
     print(f"preview   {summary['preview']}")
+    shards = summary["shards"]
+    print(f"shards    {shards['shards']} shards, {shards['written']} samples written, {shards['skipped']} skipped, "
+          f"verified={shards['verified']} -> {shards['out_dir']}")
+    print(f"loader    {shards['batches']} batches, {shards['samples_read']} samples read back, batch image {shards['image_batch_shape']}")
     return 0
 
 
@@ -32,4 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--columns", type=int, default=defaults.columns, help="preview grid columns")
     parser.add_argument("--scale", type=int, default=defaults.scale, help="preview upscaling factor")
+    parser.add_argument("--shard-samples", dest="shard_samples", type=int, default=defaults.shard_samples,
+                        help="training images written to shards (default: %(default)s)")
+    parser.add_argument("--max-count", dest="max_count", type=int, default=defaults.max_count, help="samples per shard")
+    parser.add_argument("--batch-size", dest="batch_size", type=int, default=defaults.batch_size, help="loader batch size")
     parser.set_defaults(func=_run)

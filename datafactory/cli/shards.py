@@ -7,17 +7,9 @@ import json
 import sys
 from typing import Any
 
+from datafactory.cli.datasets import parse_options
+
 __all__ = ["register"]
-
-
-def _parse_option(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--option expects KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
-    try:
-        return key, json.loads(value)
-    except ValueError:
-        return key, value
 
 
 def _size(text: str) -> int:
@@ -39,7 +31,7 @@ def _build(args: argparse.Namespace) -> int:
         reencode = {"image": args.reencode, "quality": args.quality, "max_side": args.max_side}
     try:
         report = build_shards(
-            args.name, args.out, root=args.root, split=args.split, options=dict(args.option or []),
+            args.name, args.out, root=args.root, split=args.split, options=parse_options(args.option),
             max_count=args.max_count, max_bytes=args.max_bytes, workers=args.workers, engine=args.engine,
             reencode=reencode, on_error=args.on_error, check=args.check, ray_address=args.ray_address,
             overwrite=args.overwrite, progress=not args.quiet,
@@ -87,7 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("name", help="registered dataset name (see `datafactory datasets list`)")
     build.add_argument("--root", help="the dataset folder as distributed (omit for in-memory datasets)")
     build.add_argument("--split", help="dataset split")
-    build.add_argument("--option", action="append", type=_parse_option, metavar="KEY=VALUE",
+    build.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
                        help="adapter option (JSON value), repeatable, e.g. --option size=500")
     build.add_argument("--out", required=True, help="output folder")
     build.add_argument("--workers", type=int, default=1, help="worker processes (local) / parallel tasks (ray)")

@@ -80,3 +80,8 @@ def image_factory():
 @pytest.fixture
 def mask_factory():
     return make_masks
+
+
+@pytest.fixture
+def transform_table() -> dict:
+    return per_sample_transforms()

@@ -99,3 +99,23 @@ def test_rejects_bad_inputs(transform_factory):
         t(torch.zeros(3, 32, 48, dtype=torch.int32))
     with pytest.raises(TypeError):
         t(torch.zeros(3, 32, 48, dtype=torch.uint8), generator=0)
+
+
+def test_negative_views_contract(images):
+    views = A.NegativeViews(A.PatchInfill(8, (0.2, 0.4)))
+    before = images.clone()
+    x, negative = views(images, generator=_seeded(0))
+    assert torch.equal(images, before) and x is images
+    clone = pickle.loads(pickle.dumps(views))
+    assert torch.equal(clone(images, generator=_seeded(0))[1], negative)
+    assert negative.dtype == images.dtype and negative.shape == images.shape
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["PatchShuffle", "PatchShuffle-8-model4", "PatchRotate", "PatchInfill-range"])
+def test_cuda_matches_cpu(name, images, transform_table):
+    """Patch ops are pure gathers: CUDA must give the very same bytes as the CPU."""
+    t = transform_table[name]()
+    on_cpu = t(images, generator=_seeded(3))
+    on_gpu = t(images.cuda(), generator=_seeded(3))
+    assert on_gpu.is_cuda and torch.equal(on_cpu, on_gpu.cpu())

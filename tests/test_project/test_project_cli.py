@@ -14,7 +14,7 @@ def _run(*args, cwd=None):
 def test_help_lists_the_commands():
     result = _run("--help")
     assert result.returncode == 0
-    for command in ("datasets", "demo"):
+    for command in ("datasets", "demo", "shards", "augment"):
         assert command in result.stdout
 
 
@@ -49,7 +49,7 @@ def test_bad_input_gives_a_clear_error_and_exit_code_2(args, message):
 
 def test_demo_writes_a_preview(tmp_path):
     out = tmp_path / "demo"
-    result = _run("demo", "--out", str(out), "--size", "6")
+    result = _run("demo", "--out", str(out), "--size", "6", "--shard-samples", "40", "--max-count", "16")
     assert result.returncode == 0, result.stderr
     from PIL import Image
 
@@ -59,3 +59,6 @@ def test_demo_writes_a_preview(tmp_path):
     assert summary["samples"] == 6 and summary["oracle"]["pixel_accuracy"] > 0.99
     assert json.loads((out / "demo_config.json").read_text())["size"] == 6
     assert "oracle" in result.stdout and "preview" in result.stdout
+    shards = summary["shards"]
+    assert shards["verified"] and shards["skipped"] == 0 and shards["samples_read"] == shards["written"] == 40
+    assert sorted(p.name for p in (out / "shards").glob("*.tar")) == ["000000.tar", "000001.tar", "000002.tar"]
