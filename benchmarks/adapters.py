@@ -101,10 +101,17 @@ def bench_imagenet_index(classes: int = 100, per_class: int = 1300, repeats: int
     return [(label, f"{ours:.3f}s", f"{reference:.3f}s (os.scandir walk)", ours / reference, "<= 2.0")]
 
 
+def _bench_dicom(args: argparse.Namespace) -> list[Row]:
+    from adapters_dicom import bench_dicom_decode  # benchmarks/ is the script's folder, so on sys.path
+
+    return bench_dicom_decode(args.repeats, args.workdir, args.full)
+
+
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], list[Row]]] = {
     "imagenet-index": lambda a: bench_imagenet_index(
         1000 if a.full else a.classes, 1281 if a.full else a.per_class, a.repeats, a.workdir
     ),
+    "dicom-decode": _bench_dicom,
 }
 
 

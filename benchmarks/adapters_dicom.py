@@ -110,6 +110,7 @@ def bench_dicom_decode(repeats: int = 5, workdir: str | None = None, full: bool 
                        count: int | None = None, size: int | None = None) -> list[Row]:
     """One row per transfer syntax: our display-pipeline throughput vs ``dcmread().pixel_array``."""
     import pydicom
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     from loaders.dicom import DicomOptions, load_dicom
 
@@ -146,6 +147,21 @@ def bench_dicom_decode(repeats: int = 5, workdir: str | None = None, full: bool 
             rate_ours, rate_ref = count * passes / t_ours, count * passes / t_ref
             rows.append((f"dicom decode {name}, {count}x {size}px", f"{rate_ours:.1f} img/s",
                          f"{rate_ref:.1f} img/s (dcmread().pixel_array)", rate_ours / rate_ref, ">= 0.9"))
+            if SYNTAXES[name][3] is not None:
+                # A file with a window: the plain loop above skips the windowing pass that ours
+                # does. The same output from pydicom is modality LUT + VOI LUT on the frame.
+                def pydicom_display() -> None:
+                    for _ in range(passes):
+                        for path in paths:
+                            dataset = pydicom.dcmread(path)
+                            apply_voi_lut(apply_modality_lut(dataset.pixel_array, dataset), dataset)
+
+                t_disp = float("inf")
+                for _ in range(repeats if single < 1.0 else min(repeats, 2)):
+                    t_disp = min(t_disp, _best_of(pydicom_display, 1))
+                rate_disp = count * passes / t_disp
+                rows.append((f"dicom display {name}, {count}x {size}px", f"{rate_ours:.1f} img/s",
+                             f"{rate_disp:.1f} img/s (pydicom modality + VOI LUT)", rate_ours / rate_disp, ">= 0.9"))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return rows

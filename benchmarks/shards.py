@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -32,20 +32,65 @@ from pipelines import build_shards  # noqa: E402
 
 
 def make_images(root: Path, count: int, size: int, classes: int = 10) -> int:
-    """Real JPEGs (PIL, quality 90) with photo-like noise so they compress like photos."""
+    """Square JPEGs of ``size`` px (PIL, quality 90): smooth waves plus strong noise."""
     rng = np.random.default_rng(0)
     total = 0
     for i in range(count):
         y, x = np.mgrid[0:size, 0:size]
         base = (np.sin(x / rng.uniform(5, 40)) + np.cos(y / rng.uniform(5, 40))) * 60 + 128
         rgb = np.clip(base[..., None] + rng.normal(0, 25, (size, size, 3)), 0, 255).astype(np.uint8)
-        buffer = io.BytesIO()
-        Image.fromarray(rgb).save(buffer, format="JPEG", quality=90)
-        path = root / f"class_{i % classes:02d}" / f"img_{i:06d}.jpg"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(buffer.getvalue())
-        total += len(buffer.getvalue())
+        total += _save(root, i, classes, Image.fromarray(rgb), 90)
     return total
+
+
+#: (width, height) of the photos: the common ImageNet-1k train shapes (most are 500 px wide)
+PHOTO_SHAPES = ((500, 375), (375, 500), (500, 333), (500, 400), (640, 480), (500, 500), (400, 300))
+
+
+def _field(rng: np.random.Generator, height: int, width: int, alpha: float) -> np.ndarray:
+    """Unit-variance noise with a 1/f^alpha amplitude spectrum (natural images: alpha ~ 1)."""
+    fy, fx = np.fft.fftfreq(height)[:, None], np.fft.rfftfreq(width)[None, :]
+    f = np.sqrt(fx * fx + fy * fy)
+    f[0, 0] = 1.0
+    out = np.fft.irfft2(f ** -alpha * np.exp(2j * np.pi * rng.random(f.shape)), s=(height, width))
+    return (out - out.mean()) / out.std()
+
+
+def make_photos(root: Path, count: int, classes: int = 10) -> int:
+    """ImageNet-like JPEGs: ImageNet's usual shapes (500x375, 375x500, ...), quality 92, about
+    110 kB each on average (ImageNet-1k train: ~110 kB). Content: a 1/f luminance field with
+    smoother chroma (the spectrum of natural photos), a few flat objects with hard edges, and
+    sensor-like grain, so entropy coding and decoding cost what they cost on photos."""
+    rng = np.random.default_rng(0)
+    total = 0
+    for i in range(count):
+        width, height = PHOTO_SHAPES[rng.integers(len(PHOTO_SHAPES))]
+        lum = _field(rng, height, width, rng.uniform(1.0, 1.3)) * rng.uniform(30, 50)
+        chroma = [_field(rng, height, width, 1.6) * rng.uniform(8, 20) for _ in range(2)]
+        rgb = lum[..., None] + 110 + rng.uniform(-20, 40) + rng.uniform(-30, 30, 3)
+        rgb[..., 0] += chroma[0]
+        rgb[..., 2] += chroma[1]
+        rgb[..., 1] -= 0.5 * (chroma[0] + chroma[1])
+        image = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
+        draw = ImageDraw.Draw(image)
+        for _ in range(rng.integers(2, 6)):
+            x0, y0 = int(rng.integers(0, width)), int(rng.integers(0, height))
+            box = [x0, y0, x0 + int(rng.integers(20, width // 2)), y0 + int(rng.integers(20, height // 2))]
+            fill = tuple(int(c) for c in rng.integers(0, 255, 3))
+            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=fill)
+        grain = rng.normal(0, rng.uniform(6, 9), (height, width, 3))
+        pixels = np.clip(np.asarray(image, dtype=np.float32) + grain, 0, 255).astype(np.uint8)
+        total += _save(root, i, classes, Image.fromarray(pixels), 92)
+    return total
+
+
+def _save(root: Path, i: int, classes: int, image: Image.Image, quality: int) -> int:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    path = root / f"class_{i % classes:02d}" / f"img_{i:06d}.jpg"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buffer.getvalue())
+    return len(buffer.getvalue())
 
 
 def warm(root: Path) -> None:

@@ -201,7 +201,7 @@ def annotate_parts(image: torch.Tensor) -> torch.Tensor:
 
 @register_dataset("shapes")
 class ShapesDataset(Adapter):
-    """The embedded demo dataset (see the module docstring).
+    """The embedded demo: rendered scenes of 6 shape classes with part masks (no download).
 
     Args:
         root: ``None`` renders in memory; a folder renders the split there once and reads it back.
