@@ -95,12 +95,16 @@ class Adapter(Dataset):
         self.transform = transform
         self.skipped: list[tuple[str, str]] = []
         self._attempted = 0
-        self._records: list[dict[str, Any]] | None = None
+        self._records: Sequence[dict[str, Any]] | None = None
 
     # -- subclass API ------------------------------------------------------------------------
 
-    def _build_index(self) -> list[dict[str, Any]]:
-        """Return the index rows (each with a unique, valid ``__key__``); no media reads."""
+    def _build_index(self) -> Sequence[dict[str, Any]]:
+        """Return the index rows (each with a unique, valid ``__key__``); no media reads.
+
+        Any sequence of dicts works: a list, or a compact table that makes each row on access
+        (what very large datasets should use, see ``loaders.imagenet.common.FolderRows``).
+        """
         raise NotImplementedError
 
     def _load_encoded(self, record: Mapping[str, Any]) -> dict[str, bytes]:
@@ -123,7 +127,7 @@ class Adapter(Dataset):
 
     # -- public API --------------------------------------------------------------------------
 
-    def _check_index(self, records: list[dict[str, Any]]) -> None:
+    def _check_index(self, records: Sequence[dict[str, Any]]) -> None:
         """Raise ``ValueError`` naming the row when a key is invalid or repeated.
 
         Checked in bulk first; only a failing index pays for the per-key pass that names the
@@ -142,7 +146,7 @@ class Adapter(Dataset):
             seen[key] = position
 
     @property
-    def index(self) -> list[dict[str, Any]]:
+    def index(self) -> Sequence[dict[str, Any]]:
         """The index rows, built on first use and checked for valid, unique keys."""
         if self._records is None:
             records = self._build_index()

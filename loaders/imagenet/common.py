@@ -10,20 +10,22 @@ RGB by default (CMYK and greyscale JPEGs are converted), as every ImageNet model
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from loaders.base import Adapter, SampleError
 from loaders.codecs import decode_sample, encode
 from loaders.media import IMAGE_MODES
-from loaders.schema import KEY, MAX_KEY_LENGTH, safe_key, validate_key
+from loaders.schema import KEY, MAX_KEY_LENGTH, keys_valid_and_unique, safe_key, validate_key
 
 from loaders.imagenet.metadata import imagenet_class_names, imagenet_wnids
 
 __all__ = [
+    "FolderRows",
     "IMAGE_EXTENSIONS",
     "ImageNetFamily",
     "find_dir",
@@ -109,6 +111,56 @@ def _folder_images(path: str, head: str) -> tuple[list[str], list[str]]:
     return keys, names
 
 
+class FolderRows(Sequence):
+    """Index rows of class-folder listings, stored per folder; a row dict is made only on access.
+
+    ImageNet train has 1.28M files and ImageNet-C up to 4.75M: one dict per file would cost
+    hundreds of MB per process (multiplied by DataLoader workers, whose reference counting touches
+    every page of a list of dicts). Here a folder costs one entry holding its listing's own key and
+    name lists, so a file costs two strings. Rows read back are fresh dicts: mutate a ``list(...)``
+    copy if you need to edit rows.
+    """
+
+    def __init__(self) -> None:
+        self._folders: list[tuple[str, int, list[str], list[str], dict[str, Any]]] = []
+        self._starts: list[int] = [0]
+
+    def add(self, rel: str, label: int, keys: list[str], names: list[str], extra: Mapping[str, Any] | None = None) -> None:
+        """Append a folder's rows (``keys[i]`` is the key of file ``rel/names[i]``)."""
+        if len(keys) != len(names):
+            raise ValueError("keys and names must have the same length")
+        if keys:
+            self._folders.append((rel, label, keys, names, dict(extra or {})))
+            self._starts.append(self._starts[-1] + len(keys))
+
+    def __len__(self) -> int:
+        return self._starts[-1]
+
+    def keys(self) -> list[str]:
+        """Every row's key, in order, without building the rows."""
+        return [key for folder in self._folders for key in folder[2]]
+
+    @staticmethod
+    def _row(folder: tuple[str, int, list[str], list[str], dict[str, Any]], offset: int) -> dict[str, Any]:
+        rel, label, keys, names, extra = folder
+        return {KEY: keys[offset], "dir": rel, "name": names[offset], "label": label, **extra}
+
+    def __getitem__(self, index: int) -> dict[str, Any]:  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]  # type: ignore[return-value]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"row {index} out of range for {len(self)} rows")
+        position = bisect.bisect_right(self._starts, index) - 1
+        return self._row(self._folders[position], index - self._starts[position])
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for folder in self._folders:
+            for offset in range(len(folder[2])):
+                yield self._row(folder, offset)
+
+
 def index_class_folders(
     root: str,
     folders: Sequence[tuple[str, int]],
@@ -117,7 +169,8 @@ def index_class_folders(
     key_prefix: str = "",
     key_by_folder: bool = True,
     extra: Mapping[str, Any] | None = None,
-) -> list[dict[str, Any]]:
+    into: FolderRows | None = None,
+) -> FolderRows:
     """Index rows for ``root/prefix<folder>/<image>`` over class folders, one scandir per folder.
 
     Args:
@@ -127,12 +180,12 @@ def index_class_folders(
         key_prefix: prepended to every key (e.g. ``"gaussian_noise/3/"``).
         key_by_folder: keys are ``<key_prefix><folder>/<stem>`` (else ``<key_prefix><stem>``).
         extra: constant fields added to every row.
+        into: append to this table instead of a new one.
 
     Returns:
-        Rows ``{"__key__", "dir", "name", "label", **extra}``: the file is ``root/dir/name``. All
-        rows of a folder share one ``dir`` string and ``name`` is the listing's own string, so a
-        row costs one new string (its key). Every key is valid; keys are unique within a folder,
-        and so unique overall when ``key_by_folder``.
+        A :class:`FolderRows` of rows ``{"__key__", "dir", "name", "label", **extra}``: the file
+        is ``root/dir/name``. Every key is valid; keys are unique within a folder, and so unique
+        overall when ``key_by_folder``.
 
     Images are files whose lower-case extension is in :data:`IMAGE_EXTENSIONS` (hidden entries
     excluded), sorted by name. Sub-folders are not expected; they are not ``stat``-ed away, so one
@@ -140,20 +193,15 @@ def index_class_folders(
     names like ``0.000116_digital clock _ digital clock_0.865662.jpg``) go through
     :func:`loaders.schema.safe_key` and get a ``-<n>`` suffix if two would collide.
     """
-    records: list[dict[str, Any]] = []
-    more = dict(extra or {})
+    rows = FolderRows() if into is None else into
     for folder, label in folders:
         rel = f"{prefix}{folder}"
         head = f"{key_prefix}{folder}/" if key_by_folder else key_prefix
         if head:
             validate_key(head[:-1] if head.endswith("/") else head)
         keys, names = _folder_images(os.path.join(root, rel), head)
-        rows = [{KEY: key, "dir": rel, "name": name, "label": label} for key, name in zip(keys, names)]
-        if more:
-            for row in rows:
-                row.update(more)
-        records += rows
-    return records
+        rows.add(rel, label, keys, names, extra)
+    return rows
 
 
 def _unique_safe_stems(stems: Sequence[str]) -> list[str]:
@@ -224,12 +272,16 @@ class ImageNetFamily(Adapter):
         self.synonyms: tuple[str, ...] = tuple(synonyms)
         self.classes: tuple[str, ...] = tuple(s.split(",", 1)[0].strip() or w for s, w in zip(synonyms, wnids))
 
-    def _check_index(self, records: list[dict[str, Any]]) -> None:
-        """Skip the key check when ``_build_index`` set ``self._keys_checked``: rows from one
+    def _check_index(self, records: Sequence[dict[str, Any]]) -> None:
+        """Skip the key check when ``_build_index`` set ``self._keys_checked`` (rows from one
         :func:`index_class_folders` call with ``key_by_folder=True`` have valid, unique keys by
-        construction, and even the bulk check costs a noticeable share of indexing 1.28M files."""
-        if not self._keys_checked:
-            super()._check_index(records)
+        construction; even the bulk check is a noticeable share of indexing 1.28M files), and
+        check a :class:`FolderRows` table's keys without building its rows."""
+        if self._keys_checked:
+            return
+        if isinstance(records, FolderRows) and keys_valid_and_unique(records.keys()):
+            return
+        super()._check_index(records)
 
     @staticmethod
     def relative_file(record: Mapping[str, Any]) -> str:

@@ -13,13 +13,13 @@ Samples: ``image``, ``label`` (1k index), ``meta`` (``wnid``, ``file``, ``corrup
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from loaders.registry import register_dataset
 
-from loaders.imagenet.common import ImageNetFamily, find_dir, index_class_folders, wnid_folders
+from loaders.imagenet.common import FolderRows, ImageNetFamily, find_dir, index_class_folders, wnid_folders
 
 __all__ = [
     "ALL_CORRUPTIONS",
@@ -147,20 +147,21 @@ class ImageNetCDataset(ImageNetFamily):
         self.corruptions = tuple(self._dirs)
         self.index  # index now: a bad root fails at construction, not in a worker
 
-    def _build_index(self) -> list[dict[str, Any]]:
+    def _build_index(self) -> Sequence[dict[str, Any]]:
         known = {wnid: i for i, wnid in enumerate(self.wnids)}
-        records: list[dict[str, Any]] = []
+        records = FolderRows()
         for corruption, rel in self._dirs.items():
             for severity in self.severities:
                 folder = self.root / rel / str(severity)
                 if not folder.is_dir():
                     raise FileNotFoundError(f"imagenet-c: missing severity folder {str(folder)!r}")
-                records += index_class_folders(
+                index_class_folders(
                     os.fspath(self.root),
                     wnid_folders(folder, known, what="imagenet-c"),
                     prefix=f"{rel}/{severity}/",
                     key_prefix=f"{corruption}/{severity}/",
                     key_by_folder=False,
                     extra={"corruption": corruption, "severity": severity},
+                    into=records,
                 )
         return records

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +141,7 @@ class ImageNetDataset(ImageNetFamily):
     def _class_index(self) -> dict[str, int]:
         return {wnid: i for i, wnid in enumerate(self.wnids)}
 
-    def _build_index(self) -> list[dict[str, Any]]:
+    def _build_index(self) -> Sequence[dict[str, Any]]:
         if self.split == "train":
             folders = wnid_folders(self.image_dir, self._class_index(), what="imagenet train")
             self._keys_checked = True  # valid and unique by construction (keys are <wnid>/<stem>)
@@ -151,8 +151,8 @@ class ImageNetDataset(ImageNetFamily):
         self.layout = layout
         if layout == "torchvision":
             folders = wnid_folders(self.image_dir, self._class_index(), what="imagenet val")
-            records = index_class_folders(os.fspath(self.root), folders, prefix=f"{self.image_prefix}/", key_by_folder=False)
-            records.sort(key=lambda r: r[KEY])
+            records = sorted(index_class_folders(os.fspath(self.root), folders, prefix=f"{self.image_prefix}/",
+                                                 key_by_folder=False), key=lambda r: r[KEY])
         elif layout == "kaggle":
             records = self._kaggle_val(stems)
         else:

@@ -21,7 +21,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -85,7 +85,7 @@ class _WnidFolderDataset(ImageNetFamily):
     def _known_wnids(self) -> dict[str, int]:
         return {wnid: i for i, wnid in enumerate(self.wnids)}
 
-    def _build_index(self) -> list[dict[str, Any]]:
+    def _build_index(self) -> Sequence[dict[str, Any]]:
         folders = wnid_folders(self.root, self._known_wnids(), what=self.name)
         self._keys_checked = True  # valid and unique by construction (keys are <wnid>/<stem>)
         return index_class_folders(os.fspath(self.root), folders)
@@ -202,7 +202,7 @@ class ImageNetV2Dataset(ImageNetFamily):
         )
         self.index  # index now: a bad root fails at construction, not in a worker
 
-    def _build_index(self) -> list[dict[str, Any]]:
+    def _build_index(self) -> Sequence[dict[str, Any]]:
         folders = list_subdirs(self.root)
         bad = [f for f in folders if not f.isdigit() or not 0 <= int(f) < len(self.wnids)]
         if bad:

@@ -106,3 +106,23 @@ def test_ground_truth_and_real_json_errors(tmp_path):
         real.write_text(text)
         with pytest.raises(ValueError, match=message):
             read_real_labels(real)
+
+
+def test_folder_rows_behave_like_a_list_of_dicts():
+    from loaders.imagenet.common import FolderRows
+
+    rows = FolderRows()
+    rows.add("train/a", 0, ["a/x", "a/y"], ["x.JPEG", "y.JPEG"])
+    rows.add("train/empty", 1, [], [])
+    rows.add("train/b", 2, ["b/z"], ["z.JPEG"], {"severity": 3})
+    as_list = [
+        {"__key__": "a/x", "dir": "train/a", "name": "x.JPEG", "label": 0},
+        {"__key__": "a/y", "dir": "train/a", "name": "y.JPEG", "label": 0},
+        {"__key__": "b/z", "dir": "train/b", "name": "z.JPEG", "label": 2, "severity": 3},
+    ]
+    assert len(rows) == 3 and list(rows) == as_list and rows.keys() == ["a/x", "a/y", "b/z"]
+    assert [rows[i] for i in range(3)] == as_list and rows[-1] == as_list[-1] and rows[1:] == as_list[1:]
+    with pytest.raises(IndexError):
+        rows[3]
+    with pytest.raises(ValueError, match="same length"):
+        rows.add("x", 0, ["k"], [])
