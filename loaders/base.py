@@ -125,8 +125,6 @@ class Adapter(Dataset):
         path = record.get("path")
         return None if path is None else os.fspath(path)
 
-    # -- public API --------------------------------------------------------------------------
-
     def _check_index(self, records: Sequence[dict[str, Any]]) -> None:
         """Raise ``ValueError`` naming the row when a key is invalid or repeated.
 
@@ -144,6 +142,8 @@ class Adapter(Dataset):
                     f"({self._describe_record(records[seen[key]])} and {self._describe_record(record)})"
                 )
             seen[key] = position
+
+    # -- public API --------------------------------------------------------------------------
 
     @property
     def index(self) -> Sequence[dict[str, Any]]:
