@@ -43,9 +43,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help()
         return 0
+    from loaders import SampleError
+
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, KeyError, FileNotFoundError) as error:
+    except (ValueError, TypeError, KeyError, FileNotFoundError, NotADirectoryError, SampleError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"datafactory: error: {message}", file=sys.stderr)
         return 2

@@ -47,6 +47,13 @@ def test_bad_input_gives_a_clear_error_and_exit_code_2(args, message):
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_corrupt_file_is_named_not_a_traceback(tmp_path):
+    (tmp_path / "cls").mkdir()
+    (tmp_path / "cls" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    result = _run("datasets", "show", "folder", "--root", str(tmp_path))
+    assert result.returncode == 2 and "broken.jpg" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_demo_writes_a_preview(tmp_path):
     out = tmp_path / "demo"
     result = _run("demo", "--out", str(out), "--size", "6", "--shard-samples", "40", "--max-count", "16")
