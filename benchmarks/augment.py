@@ -1,6 +1,7 @@
 """Benchmark: augment operators against their peers and the physical limit, side by side.
 
-Everything runs in one process on one thread (``torch.set_num_threads(1)``) on the same 224x224
+Everything runs in one process on one thread (``torch.set_num_threads(1)`` and OpenCV's
+``cv2.setNumThreads(1)``, which albumentations and our CPU patch path use) on the same 224x224
 uint8 batch. Each timing is the minimum over ``--repeats`` interleaved rounds (ours, peer, ours,
 peer, ...), which keeps ratios honest on a shared, noisy machine. The table has one row per
 target of issue 6 (Speed):
@@ -13,8 +14,9 @@ target of issue 6 (Speed):
 
 Usage::
 
-    python benchmarks/augment.py                 # default: batch 256 (ViT part: batch 8), ~1-2 min
+    python benchmarks/augment.py                 # default: batch 256 (ViT part: batch 8), under a minute
     python benchmarks/augment.py --batch 64 --vit-batch 32 --repeats 5
+    python benchmarks/augment.py --skip mix randaugment droptoken --patch-size 32   # patch ops only
     python benchmarks/augment.py --device cuda   # on a GPU machine (peer for patches: kornia)
 """
 
@@ -54,30 +56,30 @@ def race(fns: dict[str, Callable[[], object]], repeats: int, device: str) -> dic
     return best
 
 
-def patch_rows(x: torch.Tensor, repeats: int, device: str) -> list[tuple]:
+def patch_rows(x: torch.Tensor, repeats: int, device: str, ps: int = 16) -> list[tuple]:
     from augment import functional as F
 
     rows = []
     out = torch.empty_like(x)
     gen = torch.Generator(device="cpu").manual_seed(0)
-    ours = {"P-Shuffle": A.PatchShuffle(16), "P-Rotate": A.PatchRotate(16), "P-Infill": A.PatchInfill(16, 0.25)}
+    ours = {"P-Shuffle": A.PatchShuffle(ps), "P-Rotate": A.PatchRotate(ps), "P-Infill": A.PatchInfill(ps, 0.25)}
     kernels = {"P-Shuffle": F.patch_shuffle, "P-Rotate": F.patch_rotate, "P-Infill": F.patch_infill}
     params = {name: t.make_params(x, gen) for name, t in ours.items()}
     fns: dict[str, Callable[[], object]] = {"copy_": lambda: out.copy_(x), "clone": lambda: x.clone()}
     fns.update({name: (lambda t=t: t(x)) for name, t in ours.items()})
-    fns.update({f"{name} kernel": (lambda k=kernels[name], p=next(iter(params[name].values())): k(x, p, 16, out=out))
+    fns.update({f"{name} kernel": (lambda k=kernels[name], p=next(iter(params[name].values())): k(x, p, ps, out=out))
                 for name in ours})
     if device == "cpu":
         import albumentations as albu
 
-        grid = albu.RandomGridShuffle(grid=(x.shape[-2] // 16, x.shape[-1] // 16), p=1.0)
+        grid = albu.RandomGridShuffle(grid=(x.shape[-2] // ps, x.shape[-1] // ps), p=1.0)
         images = [img.permute(1, 2, 0).contiguous().numpy() for img in x]
         fns["albumentations RandomGridShuffle"] = lambda: [grid(image=im)["image"] for im in images]
         peer = "albumentations RandomGridShuffle"
     else:
         import kornia.augmentation as K
 
-        jigsaw = K.RandomJigsaw(grid=(x.shape[-2] // 16, x.shape[-1] // 16), p=1.0)
+        jigsaw = K.RandomJigsaw(grid=(x.shape[-2] // ps, x.shape[-1] // ps), p=1.0)
         xf = x.float() / 255
         fns["kornia RandomJigsaw"] = lambda: jigsaw(xf)
         peer = "kornia RandomJigsaw"
@@ -152,21 +154,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--patch-size", type=int, default=16, help="patch side of the patch ops (16: a 14x14 grid)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["patch", "mix", "randaugment", "droptoken"])
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    import cv2  # OpenCV (albumentations' and our CPU patch path's backend) gets the same thread count
+
+    cv2.setNumThreads(args.threads)
     torch.manual_seed(0)
     x = torch.randint(0, 256, (args.batch, 3, args.size, args.size), dtype=torch.uint8, device=args.device)
     rows: list[tuple] = []
-    sections = {"patch": lambda: patch_rows(x, args.repeats, args.device),
+    sections = {"patch": lambda: patch_rows(x, args.repeats, args.device, args.patch_size),
                 "mix": lambda: mix_rows(x, args.repeats, args.device),
                 "randaugment": lambda: randaugment_rows(x, args.repeats, args.device),
                 "droptoken": lambda: droptoken_rows(args.vit_batch, args.repeats, args.device)}
     for name, section in sections.items():
         if name not in args.skip:
             rows.extend(section())
-    print(f"\naugment benchmark: {args.batch}x3x{args.size}x{args.size} uint8, device {args.device}, "
-          f"{torch.get_num_threads()} thread(s), min of {args.repeats} interleaved rounds\n")
+    print(f"\naugment benchmark: {args.batch}x3x{args.size}x{args.size} uint8, patch size {args.patch_size}, "
+          f"device {args.device}, {torch.get_num_threads()} thread(s), min of {args.repeats} interleaved rounds\n")
     header = ("ours", "ms", "reference", "ms", "ratio", "target", "ok")
     print(f"| {header[0]:<44} | {header[1]:>8} | {header[2]:<36} | {header[3]:>8} | {header[4]:>7} | {header[5]:<20} | ok |")
     print(f"|{'-' * 46}|{'-' * 10}|{'-' * 38}|{'-' * 10}|{'-' * 9}|{'-' * 22}|----|")

@@ -5,14 +5,17 @@ Transformers through Patch-based Negative Augmentation", arXiv 2110.07858): pure
 * P-Rotate rotates every patch in place by a multiple of 90 degrees (0 included);
 * P-Infill replaces the patches of a central region with patches taken from outside it.
 
-All three are *patch gathers*. Speed comes from the layout of the gather (see ``docs/augment.md``):
-in ``[B,C,H,W]`` a patch row of one channel is ``ps * itemsize`` contiguous bytes, so the image is
-viewed with the widest element that tiles a patch row (up to 16 bytes: ``complex128``) and moved
-with ``index_select`` and int64 indices built as ``offset within a patch`` (precomputed per shape)
-``+ offset of the source patch`` (per sample), a few samples at a time so indices stay in cache.
-Rotations need a transpose inside the patch, which no wide element can express: the patches that
-turn are moved to a patch-major buffer, transformed with one element-level pass each, and gathered
-back (see :func:`patch_rotate`).
+All three move whole patches, and speed comes from the layout of the move (``docs/augment.md``).
+
+* **CPU** (:mod:`augment.functional._staged`, OpenCV present): the batch is staged through cache-sized
+  chunks in *block layout*, where one patch of one channel (a ``ps x ps`` block) is contiguous. A
+  transpose whose elements are patch rows (``ps * itemsize`` bytes) gets a chunk there and back;
+  in between a patch gather is one gather of whole blocks, and rotations are whole-block flips
+  and transposes of stacked blocks, all SIMD (OpenCV ``transpose`` / ``flip`` / ``rotate``).
+* **Elsewhere** (CUDA): the image is viewed with the widest element that tiles a patch row (up to
+  16 bytes: ``complex128``) and moved with ``index_select``, indices built as ``offset within a
+  patch + offset of the source patch``; rotations go through a patch-major buffer, one
+  element-level pass per angle.
 """
 
 from __future__ import annotations
@@ -20,9 +23,19 @@ from __future__ import annotations
 import functools
 import math
 
+import numpy as np
 import torch
 
 from augment.functional._alloc import empty, empty_like
+from augment.functional._staged import (
+    _gather_blocks,
+    _gather_plan,
+    _opencv,
+    _rotate_blocks,
+    _rotate_plan,
+    _staged,
+    _staged_eligible,
+)
 
 __all__ = [
     "check_patch_size",
@@ -37,6 +50,7 @@ __all__ = [
 
 _WIDTHS = ((16, torch.complex128), (8, torch.int64), (4, torch.int32), (2, torch.int16), (1, torch.uint8))
 _CHUNK_BYTES = 1 << 20  # target size of one chunk's index (measured best: 256 KiB-1 MiB, L2-sized)
+_ROTATE_GROUP = np.array([3, 2, 0, 1], dtype=np.uint8)  # quarter turns -> processing group (180, 270, 90, 0)
 
 
 def check_patch_size(height: int, width: int, patch_size: int, model_patch_size: int | None = None) -> tuple[int, int]:
@@ -140,6 +154,15 @@ def patch_gather(x: torch.Tensor, source: torch.Tensor, patch_size: int, out: to
     if source.shape != (b, rows * cols):
         raise ValueError(f"source must have shape {(b, rows * cols)}, got {tuple(source.shape)}")
     result = _check_out(out, x)
+    low, high = (int(v) for v in torch.aminmax(source)) if source.numel() else (0, 0)
+    if low < 0 or high >= rows * cols:
+        raise ValueError(f"source values must lie in [0, {rows * cols}) (patch indices), got [{low}, {high}]")
+    cv2 = _opencv() if _staged_eligible(x4) else None
+    if cv2 is not None:
+        plan = functools.partial(_gather_plan, source.cpu().to(torch.int32).numpy().reshape(b, rows, cols), c)
+        _staged(cv2, x4.detach().resolve_conj().resolve_neg().contiguous(), _as_4d(result), patch_size, 0, plan,
+                _gather_blocks)
+        return result
     x4 = x4.contiguous()
     wide, width = _wide_view(x4, patch_size * x4.element_size())
     units = patch_size * x4.element_size() // width  # wide elements per patch row
@@ -195,15 +218,14 @@ def patch_rotate(x: torch.Tensor, quarter_turns: torch.Tensor, patch_size: int, 
     """P-Rotate: rotate patch ``p`` of sample ``b`` in place by ``quarter_turns[b, p] * 90`` degrees
     counter-clockwise (``torch.rot90`` convention).
 
-    The batch is copied into a patch-major buffer (a wide-element gather); the patches to rotate
-    are taken out as contiguous blocks, transformed with one element-level pass each (a transpose
-    and/or a whole-block reversal; no wide element can express a transpose) and appended to the
-    buffer; a final wide-element gather assembles the output from the buffer, reading each patch
-    from its rotated copy or from the original, bottom-up where a row flip is still owed.
+    On CPU (with OpenCV, a dependency of albumentations) the batch goes through cache-sized
+    chunks in block layout, where every patch of every channel is contiguous (:func:`_staged`,
+    :func:`_rotate_blocks`); elsewhere (CUDA, 16-byte elements) a torch path moves patch rows as
+    wide elements (:func:`_rotate_torch`). Both give the same bits.
 
     Args:
         x: ``[B,C,H,W]`` or a mask batch ``[B,H,W]``.
-        quarter_turns: integer ``[B, rows*cols]`` with values in ``{0, 1, 2, 3}``.
+        quarter_turns: integer ``[B, rows*cols]`` (row-major patch order); taken modulo 4.
         patch_size: patch side (divides ``H`` and ``W``).
         out: optional preallocated output (see :func:`patch_gather`).
     """
@@ -213,12 +235,34 @@ def patch_rotate(x: torch.Tensor, quarter_turns: torch.Tensor, patch_size: int, 
     if quarter_turns.shape != (b, rows * cols):
         raise ValueError(f"quarter_turns must have shape {(b, rows * cols)}, got {tuple(quarter_turns.shape)}")
     result = _check_out(out, x)
-    device, total = x.device, b * rows * cols
-    turns = quarter_turns.to(device).remainder(4).view(-1)
+    cv2 = _opencv() if _staged_eligible(x4) else None
+    if cv2 is None:
+        return _rotate_torch(x4, quarter_turns.to(x.device).remainder(4), patch_size, result)
+    # integers reach uint8 modulo 256 and are reduced modulo 4 there; floats are reduced first
+    turns = quarter_turns.remainder(4) if quarter_turns.is_floating_point() else quarter_turns
+    codes = _ROTATE_GROUP[turns.cpu().to(torch.uint8).numpy().reshape(b, rows, cols) & 3]
+    _staged(cv2, x4.detach().resolve_conj().resolve_neg().contiguous(), _as_4d(result), patch_size, 1,
+            functools.partial(_rotate_plan, codes, c), functools.partial(_rotate_blocks, cv2, patch_size))
+    return result
+
+
+def _rotate_torch(x4: torch.Tensor, turns: torch.Tensor, patch_size: int, result: torch.Tensor) -> torch.Tensor:
+    """P-Rotate with torch ops only (any device).
+
+    The batch is copied into a patch-major buffer (a wide-element gather); the patches to rotate
+    are taken out as contiguous blocks, transformed with one element-level pass each (a transpose
+    and/or a whole-block reversal; no wide element can express a transpose) and appended to the
+    buffer; a final wide-element gather assembles the output from the buffer, reading each patch
+    from its rotated copy or from the original, bottom-up where a row flip is still owed.
+    """
+    b, c, h, w = x4.shape
+    rows, cols = h // patch_size, w // patch_size
+    x, device, total = x4.contiguous(), x4.device, b * rows * cols
+    turns = turns.view(-1)
     chosen = [(turns == k).nonzero().view(-1) for k in (1, 2, 3)]
     extra = sum(index.numel() for index in chosen)
     buffer = empty((total + extra, c, patch_size, patch_size), x.dtype, device)
-    _patch_major(x4.contiguous(), patch_size, buffer[:total])
+    _patch_major(x, patch_size, buffer[:total])
     blocks, _ = _wide_view(buffer.view(total + extra, -1), c * patch_size * patch_size * x.element_size())
     slot = torch.arange(total, device=device)
     reverse = torch.zeros(total, dtype=torch.bool, device=device)  # rows read bottom-up by the final gather

@@ -52,6 +52,75 @@ def test_rotate_rotates_each_patch_in_place(image_factory, ps):
     assert (turns == 0).any(), "0 degrees belongs to the choices"
 
 
+def rotate_by_hand(x: torch.Tensor, turns: torch.Tensor, ps: int) -> torch.Tensor:
+    """P-Rotate the obvious way: ``torch.rot90`` on each patch, one at a time."""
+    x4 = x if x.ndim == 4 else x[:, None]
+    out = x4.clone()
+    cols = x4.shape[-1] // ps
+    for b in range(x4.shape[0]):
+        for p, k in enumerate(turns[b].tolist()):
+            r, c = divmod(p, cols)
+            window = (b, slice(None), slice(r * ps, (r + 1) * ps), slice(c * ps, (c + 1) * ps))
+            out[window] = torch.rot90(x4[window], k % 4, dims=(-2, -1))
+    return out.view_as(x)
+
+
+def gather_by_hand(x: torch.Tensor, source: torch.Tensor, ps: int) -> torch.Tensor:
+    """Patch gather the obvious way: copy each source patch, one at a time."""
+    x4 = x if x.ndim == 4 else x[:, None]
+    out = x4.clone()
+    cols = x4.shape[-1] // ps
+    for b in range(x4.shape[0]):
+        for p, s in enumerate(source[b].tolist()):
+            (r, c), (sr, sc) = divmod(p, cols), divmod(s, cols)
+            out[b, :, r * ps:(r + 1) * ps, c * ps:(c + 1) * ps] = x4[b, :, sr * ps:(sr + 1) * ps, sc * ps:(sc + 1) * ps]
+    return out.view_as(x)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32, torch.int16, torch.float64, torch.bool])
+@pytest.mark.parametrize("ps,size", [(16, (32, 48)), (32, (64, 32)), (8, (16, 40)), (48, (48, 96)), (2, (4, 6)), (1, (3, 2))])
+def test_staged_cpu_path_equals_torch_path_and_by_hand(dtype, ps, size, monkeypatch):
+    """The staged OpenCV CPU path, the torch path (CUDA's) and per-patch rot90 / copies give the
+    same bits: P-Rotate for every angle (turns outside 0..3 included) and patch gathers, several
+    patch sizes and element sizes, the batch split into chunks of 2, 2 and 1 images, masks, out=."""
+    from augment.functional import _patch, _staged
+
+    assert _patch._opencv() is not None, "the staged CPU path must be what this test exercises"
+    g = torch.Generator().manual_seed(ps)
+    x = torch.randint(0, 256, (5, 3, *size), generator=g).to(dtype)
+    if dtype.is_floating_point:
+        x = torch.randn((5, 3, *size), generator=g).to(dtype)
+    grid = (size[0] // ps) * (size[1] // ps)
+    turns = torch.randint(-6, 7, (5, grid), generator=g)
+    turns[0] = torch.arange(grid) % 4  # every angle appears
+    source = torch.randint(0, grid, (5, grid), generator=g)
+    monkeypatch.setattr(_staged, "_STAGE_BYTES", 2 * x[0].numel() * x.element_size())
+    staged = {"rotate": F.patch_rotate(x, turns, ps), "gather": F.patch_gather(x, source, ps),
+              "mask": F.patch_rotate(x[:, 0].contiguous(), turns, ps)}
+    out = torch.empty_like(x)
+    assert F.patch_rotate(x, turns, ps, out=out) is out and torch.equal(out, staged["rotate"])
+    monkeypatch.setattr(_patch, "_opencv", lambda: None)  # the torch path from here on
+    assert torch.equal(staged["rotate"], F.patch_rotate(x, turns, ps))
+    assert torch.equal(staged["gather"], F.patch_gather(x, source, ps))
+    assert torch.equal(staged["mask"], F.patch_rotate(x[:, 0].contiguous(), turns, ps))
+    assert torch.equal(staged["rotate"], rotate_by_hand(x, turns, ps))
+    assert torch.equal(staged["gather"], gather_by_hand(x, source, ps))
+    assert torch.equal(staged["mask"], staged["rotate"][:, 0])
+
+
+def test_staged_cpu_path_is_thread_safe(image_factory):
+    """Work buffers are per thread: concurrent calls give the sequential results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    inputs = [image_factory(8, (128, 128), seed=s) for s in range(6)]
+    turns = [torch.randint(0, 4, (8, 64), generator=torch.Generator().manual_seed(s)) for s in range(6)]
+    expected = [F.patch_rotate(x, t, 16) for x, t in zip(inputs, turns)]
+    with ThreadPoolExecutor(3) as pool:
+        for _ in range(3):
+            results = list(pool.map(lambda pair: F.patch_rotate(pair[0], pair[1], 16), zip(inputs, turns)))
+            assert all(torch.equal(a, b) for a, b in zip(results, expected))
+
+
 def test_rotate_and_shuffle_on_odd_offsets_and_views(image_factory):
     """Non-contiguous and offset inputs take the narrow-element path and still work."""
     big = image_factory(4, (16, 33))
@@ -118,6 +187,8 @@ def test_validation_names_the_argument(images):
     with pytest.raises(TypeError, match="bounding boxes"):
         boxes = tv_tensors.BoundingBoxes([[0, 0, 4, 4]], format="XYXY", canvas_size=(32, 48))
         A.PatchShuffle(16)(images[0], boxes)
+    with pytest.raises(ValueError, match=r"source values must lie in \[0, 6\)"):
+        F.patch_gather(images, torch.full((images.shape[0], 6), 6), 16)
 
 
 def test_masks_move_with_their_patches(image_factory, mask_factory):
