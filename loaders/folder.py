@@ -121,10 +121,11 @@ class FolderDataset(Adapter):
             if not files:
                 raise FileNotFoundError(f"folder dataset: no images under {str(self.image_dir)!r}")
         class_index = {name: i for i, name in enumerate(self.classes or ())}
+        image_dir = str(self.image_dir)  # os.path.join per file: a Path join costs ~5x more
         records = []
         for rel in files:
             stem = os.path.splitext(rel)[0]
-            record: dict[str, Any] = {KEY: safe_key(stem), "path": str(self.image_dir / rel)}
+            record: dict[str, Any] = {KEY: safe_key(stem), "path": os.path.join(image_dir, rel)}
             if self.classes is not None:
                 record["label"] = class_index[rel.split("/", 1)[0]]
             if self.mask_dir is not None:
@@ -132,14 +133,25 @@ class FolderDataset(Adapter):
             records.append(record)
         return records
 
-    def _load_encoded(self, record: Mapping[str, Any]) -> dict[str, bytes]:
-        suffix = IMAGE_EXTENSIONS[os.path.splitext(record["path"])[1].lower()]
-        out = {suffix: Path(record["path"]).read_bytes()}
+    def file_members(self, record: Mapping[str, Any]) -> list[tuple[str, str | bytes]]:
+        """The image file, the mask file (segmentation layout) and the label, copied unchanged."""
+        members: list[tuple[str, str | bytes]] = [(IMAGE_EXTENSIONS[os.path.splitext(record["path"])[1].lower()], record["path"])]
         if "mask_path" in record:
-            try:
-                out["mask.png"] = Path(record["mask_path"]).read_bytes()
-            except FileNotFoundError:
-                raise SampleError("the image has no mask file", path=record["mask_path"]) from None
+            members.append(("mask.png", record["mask_path"]))
         if "label" in record:
-            out["cls"] = str(record["label"]).encode("ascii")
+            members.append(("cls", str(record["label"]).encode("ascii")))
+        return members
+
+    def _load_encoded(self, record: Mapping[str, Any]) -> dict[str, bytes]:
+        out: dict[str, bytes] = {}
+        for suffix, source in self.file_members(record):
+            if isinstance(source, bytes):
+                out[suffix] = source
+                continue
+            try:
+                out[suffix] = Path(source).read_bytes()
+            except FileNotFoundError:
+                if suffix == "mask.png":
+                    raise SampleError("the image has no mask file", path=source) from None
+                raise
         return out

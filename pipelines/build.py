@@ -1,12 +1,18 @@
 """``build_shards``: resumable, deterministic WebDataset shard builds, locally or on Ray.
 
 The input is cut into units of ``max_count`` consecutive positions (aligned at multiples of
-``max_count``). A worker (local process or Ray task) loads, checks and writes a whole unit as
+``max_count``). A worker (local thread or process, or Ray task) loads, checks and writes a whole unit as
 one or more temporary tar parts (:func:`build_unit`; a new part when ``max_bytes`` would be
 exceeded); the driver publishes finished parts as ``NNNNNN.tar`` *in input order*. Shard
 boundaries therefore depend only on the input, never on scheduling: any worker count and either
 engine give byte-identical shards, and a resumed build matches an uninterrupted one (see
 :mod:`pipelines.writer`). Workers write and hash in parallel; the driver only renames.
+
+Local workers are threads when every sample is a whole-file copy (:mod:`pipelines.filecopy`:
+the work is ``open``/``readv``/``sha256``/``write``, all of which release the GIL, and a thread
+starts in microseconds where a forked process costs ~10 ms to start and ~10 ms to exit in a
+process that has imported torch), and forked processes otherwise (re-encoding, decoded or
+in-line samples, other adapters), where Python work dominates.
 
 Ray (https://docs.ray.io) is the distributed engine; it is an optional extra
 (``pip install "datafactory-toolkit[ray]"``) and imported only when ``engine="ray"``.
@@ -22,12 +28,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from loaders import Adapter, SampleError, check_on_error
+from loaders.schema import KEY
+from pipelines.filecopy import copy_sample, file_members_for
 from pipelines.sources import CHECKS, Chunk, Reencode, SourceSpec, describe_source, process_chunk
 from pipelines.writer import INDEX_FORMAT, UnitWriter, complete_shards, publish_part, read_json, schema_of, write_json
 
@@ -112,18 +120,31 @@ def build_unit(adapter: Adapter | None, unit: Chunk, out_dir: str, max_bytes: in
     bad sample meets ``on_error="raise"`` (its temporary files are removed).
     """
     writer = UnitWriter(Path(out_dir), start=unit.start, max_bytes=max_bytes, on_event=on_event)
+    check, spec = job[0], job[1]
+    members = file_members_for(adapter, check) if unit.samples is None and spec is None else None
+    records = adapter.index if members is not None else ()  # type: ignore[union-attr]
     try:
-        for first in range(unit.start, unit.stop, _BATCH):
-            stop = min(first + _BATCH, unit.stop)
-            rows = None if unit.samples is None else unit.samples[first - unit.start:stop - unit.start]
-            for offset, (status, key, payload) in enumerate(process_chunk(adapter, Chunk(first, stop, rows), *job)):
+        position = unit.start
+        while position < unit.stop:
+            if members is not None:  # copy whole files straight into the tar buffer
+                record = records[position]
+                chosen = members(record)
+                if chosen is not None and copy_sample(writer, position, record[KEY], chosen, check):
+                    position += 1
+                    continue
+                stop = position + 1  # this one sample through the generic path
+            else:
+                stop = min(position + _BATCH, unit.stop)
+            rows = None if unit.samples is None else unit.samples[position - unit.start:stop - unit.start]
+            for offset, (status, key, payload) in enumerate(process_chunk(adapter, Chunk(position, stop, rows), *job)):
                 if status == "ok":
-                    writer.add(first + offset, key, *payload)
+                    writer.add(position + offset, key, *payload)
                 elif on_error == "raise":
                     writer.abort()
                     return {"parts": [], "error": payload if payload.startswith("key ") else f"key {key!r}: {payload}"}
                 else:
-                    writer.skip(first + offset, key, payload)
+                    writer.skip(position + offset, key, payload)
+            position = stop
         return {"parts": writer.finish(unit.stop), "error": None}
     except BaseException:
         writer.abort()
@@ -162,16 +183,21 @@ def _ordered(submit: Callable[[Chunk], Any], wait: Callable[[Any], Any], units: 
         yield first, wait(handle)
 
 
-def _local_results(adapter, units, *, workers, args, on_event) -> Iterator[tuple[Chunk, dict]]:
+def _local_results(adapter, units, *, workers, args, on_event, threads) -> Iterator[tuple[Chunk, dict]]:
     if workers == 1:
         for unit in units:
             yield unit, build_unit(adapter, unit, *args, on_event=on_event)
         return
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
-                               initializer=_init_worker, initargs=(adapter, os.getpid()))
+    if threads:  # direct file copy: syscalls and hashing release the GIL, threads start in microseconds
+        pool: Any = ThreadPoolExecutor(workers, thread_name_prefix="shards")
+        submit = lambda u: pool.submit(build_unit, adapter, u, *args)  # noqa: E731
+    else:
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
+                                   initializer=_init_worker, initargs=(adapter, os.getpid()))
+        submit = lambda u: pool.submit(_worker_unit, u, *args)  # noqa: E731
     try:
-        yield from _ordered(lambda u: pool.submit(_worker_unit, u, *args), lambda f: f.result(), units, workers + 1)
+        yield from _ordered(submit, lambda f: f.result(), units, workers + 1)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -249,7 +275,8 @@ def build_shards(
         max_count, max_bytes: a shard covers at most ``max_count`` input positions (samples
             written + skipped; shards start at multiples of ``max_count``) and starts anew
             before a sample that would push it past ``max_bytes``.
-        workers: local processes (``engine="local"``) or the minimum in-flight Ray tasks / 2.
+        workers: local workers (``engine="local"``: threads for direct file copies, processes
+            otherwise) or the minimum in-flight Ray tasks / 2.
         engine: ``"local"`` or ``"ray"``.
         reencode: ``None`` copies original bytes; a :class:`Reencode` (or dict / format name)
             re-encodes images.
@@ -314,7 +341,9 @@ def build_shards(
     args = (str(out), max_bytes, (check, spec, dict(suffixes) if suffixes else None), on_error)
     units = _units(adapter, None if adapter is not None else source, start, max_count)
     if engine == "local":
-        results = _local_results(adapter, units, workers=workers, args=args, on_event=event if workers == 1 else None)
+        threads = spec is None and file_members_for(adapter, check) is not None
+        results = _local_results(adapter, units, workers=workers, args=args, on_event=event if workers == 1 else None,
+                                 threads=threads)
     else:
         results = _ray_results(adapter, units, workers=workers, args=args, address=ray_address)
     shards = list(kept)

@@ -1,6 +1,6 @@
 """``make_loader``: a DDP-correct, resumable, safe streaming ``DataLoader`` over our shards.
 
-Reading never goes through webdataset's decoders: members are read with :mod:`tarfile` after
+Reading never goes through webdataset's decoders: members are read with our own tar reader after
 their names are checked (:func:`pipelines.tario.split_member_name`), every suffix must be in
 the codec table (:func:`loaders.get_codec`; pickle suffixes and unknown ones are refused) and
 decoding is :func:`loaders.decode_sample`. Which samples a rank/worker reads, and in which order,
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, IterableDataset, default_collate, get_worker_info
 
 from loaders import CodecError, decode_sample, get_codec
 from loaders.schema import KEY
@@ -76,7 +76,9 @@ def collate_samples(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         values = [s[field] for s in samples]
         first = values[0]
         if isinstance(first, torch.Tensor) and all(isinstance(v, torch.Tensor) and v.shape == first.shape for v in values):
-            batch[field] = torch.stack(values)
+            # default_collate stacks straight into shared memory inside a DataLoader worker, so the
+            # batch is not copied again when it is sent to the main process
+            batch[field] = default_collate(values)
         elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             batch[field] = torch.tensor(values)
         else:

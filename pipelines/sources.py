@@ -106,8 +106,12 @@ class Chunk:
     samples: Sequence[Mapping[str, Any]] | None = None
 
 
-def check_payload(suffix: str, data: bytes, *, mode: str) -> None:
-    """Raise :class:`CodecError` when a member payload fails the ``mode`` check (see :data:`CHECKS`)."""
+def _tail(data: bytes | memoryview) -> bytes:
+    return bytes(data[max(0, len(data) - _STRUCTURE_TAIL):])
+
+
+def check_payload(suffix: str, data: bytes | memoryview, *, mode: str) -> None:
+    """Raise :class:`CodecError` when a member payload (bytes-like) fails the ``mode`` check (see :data:`CHECKS`)."""
     codec = get_codec(suffix)  # unknown and pickle suffixes are refused here
     if mode == "none":
         return
@@ -117,15 +121,16 @@ def check_payload(suffix: str, data: bytes, *, mode: str) -> None:
     if codec.field in ("image", "mask", "audio", "video") and not data:
         raise CodecError(suffix, "empty payload")
     if codec.field in ("image", "mask"):
-        tail = max(0, len(data) - _STRUCTURE_TAIL)
-        if data[:2] == b"\xff\xd8":
-            if data.find(b"\xff\xd9", tail) < 0:
+        head, end = bytes(data[:8]), bytes(data[-8:])  # data may be a memoryview
+        # the marker almost always ends the file (PNG: "IEND" + 4-byte CRC); else search the tail
+        if head[:2] == b"\xff\xd8":
+            if end[-2:] != b"\xff\xd9" and _tail(data).rfind(b"\xff\xd9") < 0:
                 raise CodecError(suffix, "truncated JPEG (no end-of-image marker)")
-        elif data[:8] == b"\x89PNG\r\n\x1a\n":
-            if data.find(b"IEND", tail) < 0:
+        elif head == b"\x89PNG\r\n\x1a\n":
+            if end[:4] != b"IEND" and _tail(data).rfind(b"IEND") < 0:
                 raise CodecError(suffix, "truncated PNG (no IEND chunk)")
         elif codec.suffix not in ("webp", "dcm"):
-            raise CodecError(suffix, f"payload is not a JPEG or PNG file (starts with {bytes(data[:8])!r})")
+            raise CodecError(suffix, f"payload is not a JPEG or PNG file (starts with {head!r})")
     elif codec.suffix == "cls":
         codec.decode(bytes(data))
 

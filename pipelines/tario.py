@@ -32,6 +32,7 @@ __all__ = [
     "iter_shard_samples",
     "split_member_name",
     "END_OF_ARCHIVE",
+    "ustar_header",
 ]
 
 #: 2000-01-01T00:00:00Z, the mtime of every member we write.
@@ -46,12 +47,20 @@ class ShardError(ValueError):
     """A shard is malformed or unsafe (bad member name, pickle payload, checksum mismatch...)."""
 
 
-_USTAR_FIXED = (b"0000444\x00", b"0000000\x00", b"0000000\x00")  # mode, uid, gid
+_MODE_UID_GID = b"0000444\x000000000\x000000000\x00"  # mode, uid, gid (fields at 100..124)
 _MTIME_FIELD = b"%011o\x00" % FIXED_MTIME
+_LINK_TO_MAGIC = b"0" + bytes(100) + b"ustar\x0000" + bytes(64)  # typeflag, linkname, magic, version, uname, gname
+_DEVICES = bytes(16)  # devmajor, devminor (329..345)
+# checksum of the fixed fields, with the checksum field itself counted as eight spaces
+_FIXED_SUM = sum(_MODE_UID_GID) + sum(_MTIME_FIELD) + 8 * 32 + sum(_LINK_TO_MAGIC)
 
 
-def _ustar_header(name: bytes, size: int) -> bytes | None:
-    """A ustar header with our fixed metadata, or ``None`` when the name needs pax."""
+def ustar_header(name: bytes, size: int) -> bytes | None:
+    """A ustar header with our fixed metadata, or ``None`` when the name needs pax.
+
+    Built from precomputed pieces (the checksum of the fixed fields is a constant), since this
+    runs once per member: the same 512 bytes ``tarfile`` writes for these fields in ustar form.
+    """
     prefix = b""
     if len(name) > 100:  # split at the first "/" that makes the rest fit, as tarfile does
         cut = name.find(b"/")
@@ -62,17 +71,10 @@ def _ustar_header(name: bytes, size: int) -> bytes | None:
         prefix, name = name[:cut], name[cut + 1:]
     if size >= 8 ** 11:
         return None
-    header = bytearray(512)
-    header[0:len(name)] = name
-    header[100:124] = b"".join(_USTAR_FIXED)
-    header[124:136] = b"%011o\x00" % size
-    header[136:148] = _MTIME_FIELD
-    header[148:156] = b"        "
-    header[156:157] = b"0"
-    header[257:265] = b"ustar\x0000"
-    header[345:345 + len(prefix)] = prefix
-    header[148:156] = b"%06o\x00 " % sum(header)
-    return bytes(header)
+    size_field = b"%011o\x00" % size
+    checksum = b"%06o\x00 " % (_FIXED_SUM + sum(name) + sum(size_field) + sum(prefix))
+    return b"".join((name, bytes(100 - len(name)), _MODE_UID_GID, size_field, _MTIME_FIELD, checksum,
+                     _LINK_TO_MAGIC, _DEVICES, prefix, bytes(167 - len(prefix))))
 
 
 def member_blocks(name: str, data: bytes) -> tuple[bytes, ...]:
@@ -82,7 +84,7 @@ def member_blocks(name: str, data: bytes) -> tuple[bytes, ...]:
     code costs more than copying a 100 kB JPEG), pax otherwise; same bytes for the same input.
     The payload is not copied.
     """
-    header = _ustar_header(name.encode("utf-8"), len(data))
+    header = ustar_header(name.encode("utf-8"), len(data))
     if header is None:
         info = tarfile.TarInfo(name)
         info.size = len(data)
