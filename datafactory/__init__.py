@@ -1,4 +1,4 @@
-"""datafactory: the top layer -- the ``datafactory`` CLI, the embedded demo flow and DatasetGAN.
+"""datafactory: the top layer -- the ``datafactory`` CLI and the embedded demo flow (DatasetGAN: planned).
 
 It may import ``loaders``, ``augment`` and ``pipelines``; nothing below imports it.
 """
