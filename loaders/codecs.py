@@ -243,7 +243,8 @@ def decode_sample(encoded: Mapping[str, Any], *, image_mode: str = "unchanged") 
             sample[suffix] = data
             continue
         field = _field_of(suffix)
-        if image_mode != "unchanged" and get_codec(suffix).field == "image" and get_codec(suffix).suffix != "dcm":
+        codec = get_codec(suffix)
+        if image_mode != "unchanged" and codec.field == "image" and codec.suffix != "dcm":
             value = media.decode_image(bytes(data), suffix=suffix, mode=image_mode)
         else:
             value = decode(suffix, data)

@@ -104,8 +104,8 @@ def keys_valid_and_unique(keys: Sequence[object]) -> bool:
         and "\n/" not in blob
         and "/\n" not in blob
         and "\n\n" not in blob
-        and blob[0] != "/"
-        and blob[-1] != "/"
+        and blob[0] not in "/\n"  # a leading "/" or an empty first key
+        and blob[-1] not in "/\n"
         and max(map(len, keys)) <= MAX_KEY_LENGTH  # type: ignore[arg-type]
         and len(set(keys)) == len(keys)
     )

@@ -27,6 +27,8 @@ from loaders.imagenet.metadata import imagenet_class_names, imagenet_wnids
 __all__ = [
     "FolderRows",
     "IMAGE_EXTENSIONS",
+    "TEST_SPLITS",
+    "check_test_split",
     "ImageNetFamily",
     "find_dir",
     "image_suffix",
@@ -68,6 +70,16 @@ def wnid_folders(path: str | os.PathLike, known: Mapping[str, int], *, what: str
     if not folders:
         raise FileNotFoundError(f"{what}: no class folders (<wnid>/) under {os.fspath(path)!r}")
     return [(f, known[f]) for f in folders]
+
+
+TEST_SPLITS = ("test",)
+
+
+def check_test_split(name: str, split: str) -> str:
+    """The split of a test-only set (A, R, C, V2, Sketch): ``"test"``, else ``ValueError``."""
+    if split not in TEST_SPLITS:
+        raise ValueError(f"{name} is a test set: split must be one of {TEST_SPLITS}, got {split!r}")
+    return split
 
 
 def find_dir(root: Path, candidates: Iterable[str], accept: Callable[[Path], bool], *, what: str) -> Path:

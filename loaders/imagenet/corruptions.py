@@ -19,7 +19,7 @@ from typing import Any
 
 from loaders.registry import register_dataset
 
-from loaders.imagenet.common import FolderRows, ImageNetFamily, find_dir, index_class_folders, wnid_folders
+from loaders.imagenet.common import FolderRows, ImageNetFamily, check_test_split, find_dir, index_class_folders, wnid_folders
 
 __all__ = [
     "ALL_CORRUPTIONS",
@@ -127,9 +127,7 @@ class ImageNetCDataset(ImageNetFamily):
         transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
         super().__init__(root, image_mode=image_mode, decode=decode, on_error=on_error, transform=transform)
-        if split != "test":
-            raise ValueError(f"imagenet-c is a test set: split must be one of ('test',), got {split!r}")
-        self.split = split
+        self.split = check_test_split(self.name, split)
         wanted = resolve_corruptions(corruption)
         self.severities = resolve_severities(severity)
 

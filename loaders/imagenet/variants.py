@@ -29,7 +29,16 @@ import torch
 
 from loaders.registry import register_dataset
 
-from loaders.imagenet.common import ImageNetFamily, find_dir, index_class_folders, is_wnid, list_subdirs, wnid_folders
+from loaders.imagenet.common import (
+    TEST_SPLITS,
+    ImageNetFamily,
+    check_test_split,
+    find_dir,
+    index_class_folders,
+    is_wnid,
+    list_subdirs,
+    wnid_folders,
+)
 from loaders.imagenet.metadata import subset_indices, subset_logits_mask, subset_wnids
 
 __all__ = [
@@ -42,19 +51,12 @@ __all__ = [
     "V2_VARIANTS",
 ]
 
-TEST_SPLITS = ("test",)
 #: ImageNetV2 variant -> the folder its archive extracts to.
 V2_VARIANTS: Mapping[str, str] = {
     "matched-frequency": "imagenetv2-matched-frequency-format-val",
     "threshold0.7": "imagenetv2-threshold0.7-format-val",
     "top-images": "imagenetv2-top-images-format-val",
 }
-
-
-def _check_test_split(name: str, split: str) -> str:
-    if split not in TEST_SPLITS:
-        raise ValueError(f"{name} is a test set: split must be one of {TEST_SPLITS}, got {split!r}")
-    return split
 
 
 def _has_wnid_folders(path: Path) -> bool:
@@ -78,7 +80,7 @@ class _WnidFolderDataset(ImageNetFamily):
         transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
         super().__init__(root, image_mode=image_mode, decode=decode, on_error=on_error, transform=transform)
-        self.split = _check_test_split(self.name, split)
+        self.split = check_test_split(self.name, split)
         self.root = find_dir(self.root, self.folders, _has_wnid_folders, what=self.name)
         self.index  # index now: a bad root fails at construction, not in a worker
 
@@ -193,7 +195,7 @@ class ImageNetV2Dataset(ImageNetFamily):
         transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
         super().__init__(root, image_mode=image_mode, decode=decode, on_error=on_error, transform=transform)
-        self.split = _check_test_split(self.name, split)
+        self.split = check_test_split(self.name, split)
         if variant not in V2_VARIANTS:
             raise ValueError(f"variant must be one of {tuple(V2_VARIANTS)}, got {variant!r}")
         self.variant = variant

@@ -23,7 +23,7 @@ from typing import Any
 from loaders.dicom import DicomOptions
 from loaders.registry import register_dataset
 from loaders.schema import KEY, safe_key
-from loaders.xray.common import XRayDataset, find_file, kind_of, read_table
+from loaders.xray.common import XRayDataset, check_split, find_file, kind_of, read_table
 from loaders.xray.labels import PATHOLOGIES, harmonise
 
 __all__ = ["COVID19Dataset", "covid19_labels"]
@@ -67,8 +67,7 @@ class COVID19Dataset(XRayDataset):
     ) -> None:
         super().__init__(root, views=views, unique_patients=unique_patients, image_format=image_format, dicom=dicom,
                          decode=decode, on_error=on_error, transform=transform)
-        if split is not None:
-            raise ValueError(f"covid19: split must be None, got {split!r}")
+        self.split = check_split(self.name, split, (None,))  # the release has no split
         self.csv = Path(csv) if csv is not None else find_file(self.root, ("metadata.csv",), what="COVID-19 metadata.csv", option="csv")
         self.index
 

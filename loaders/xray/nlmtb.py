@@ -22,7 +22,7 @@ from typing import Any
 from loaders.dicom import DicomOptions
 from loaders.registry import register_dataset
 from loaders.schema import KEY, safe_key
-from loaders.xray.common import XRayDataset
+from loaders.xray.common import XRayDataset, check_split
 from loaders.xray.labels import harmonise
 
 __all__ = ["NLMTBDataset"]
@@ -66,8 +66,7 @@ class NLMTBDataset(XRayDataset):
     ) -> None:
         super().__init__(root, views=views, unique_patients=unique_patients, image_format=image_format, dicom=dicom,
                          decode=decode, on_error=on_error, transform=transform)
-        if split is not None:
-            raise ValueError(f"nlm-tb: split must be None, got {split!r}")
+        self.split = check_split(self.name, split, (None,))  # the release has no split
         if subset not in ("both", *_SETS):
             raise ValueError(f"subset must be one of {['both', *_SETS]}, got {subset!r}")
         self.subset = subset

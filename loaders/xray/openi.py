@@ -33,7 +33,7 @@ import numpy as np
 from loaders.dicom import DicomOptions
 from loaders.registry import register_dataset
 from loaders.schema import KEY, safe_key
-from loaders.xray.common import XRayDataset, find_file, read_table
+from loaders.xray.common import XRayDataset, check_split, find_file, read_table
 from loaders.xray.labels import substring_labels
 
 __all__ = ["OPENI_TERMS", "OpenIDataset", "openi_labels", "parse_openi_report"]
@@ -120,8 +120,7 @@ class OpenIDataset(XRayDataset):
     ) -> None:
         super().__init__(root, views=views, unique_patients=unique_patients, image_format=image_format, dicom=dicom,
                          decode=decode, on_error=on_error, transform=transform)
-        if split is not None:
-            raise ValueError(f"openi: split must be None (the collection has no split), got {split!r}")
+        self.split = check_split(self.name, split, (None,))  # the release has no split
         if view_source not in _VIEW_SOURCES:
             raise ValueError(f"view_source must be one of {sorted(_VIEW_SOURCES)}, got {view_source!r}")
         self.images, self.view_source = images, view_source

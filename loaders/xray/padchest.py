@@ -26,7 +26,7 @@ import numpy as np
 from loaders.dicom import DicomOptions
 from loaders.registry import register_dataset
 from loaders.schema import KEY, safe_key
-from loaders.xray.common import XRayDataset, find_file, read_table
+from loaders.xray.common import XRayDataset, check_split, find_file, read_table
 from loaders.xray.labels import substring_labels
 
 __all__ = ["KNOWN_BROKEN", "PADCHEST_TERMS", "PadChestDataset", "padchest_labels"]
@@ -113,8 +113,7 @@ class PadChestDataset(XRayDataset):
     ) -> None:
         super().__init__(root, views=views, unique_patients=unique_patients, image_format=image_format, dicom=dicom,
                          decode=decode, on_error=on_error, transform=transform)
-        if split is not None:
-            raise ValueError(f"padchest: split must be None (the release has no split), got {split!r}")
+        self.split = check_split(self.name, split, (None,))  # the release has no split
         self.csv = Path(csv) if csv is not None else find_file(self.root, _CSV, what="PadChest CSV", option="csv")
         self.exclude_children, self.drop_known_broken = bool(exclude_children), bool(drop_known_broken)
         self.index

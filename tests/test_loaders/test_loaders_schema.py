@@ -92,7 +92,7 @@ def test_validate_sample_requires_a_key():
 
 @pytest.mark.parametrize(
     "keys",
-    [["a/b", "a/b"], ["a//b"], ["/a"], ["a/"], ["a.b"], [""], ["a\nb"], ["x" * (MAX_KEY_LENGTH + 1)], [3], ["a b"], ["ok", "a/"]],
+    [["a/b", "a/b"], ["a//b"], ["/a"], ["a/"], ["a.b"], [""], ["a\nb"], ["x" * (MAX_KEY_LENGTH + 1)], [3], ["a b"], ["ok", "a/"], ["", "a"], ["a", ""], ["a", "", "b"]],
 )
 def test_bulk_key_check_rejects_what_validate_key_rejects(keys):
     from loaders.schema import keys_valid_and_unique
