@@ -65,6 +65,48 @@ def test_jpeg_is_lossy_but_close_and_cmyk_becomes_rgb():
     assert rgb.shape == (3, 6, 8) and rgb[0].float().mean() > 200 and rgb[1].float().mean() < 60
 
 
+def _pil_jpeg(array: np.ndarray, mode: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).convert(mode).save(buffer, format="JPEG", **options)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("options", [{}, {"progressive": True}, {"subsampling": 0}, {"subsampling": 1},
+                                     {"quality": 40, "optimize": True}, {"restart_marker_blocks": 2}])
+@pytest.mark.parametrize("source", ["RGB", "L", "CMYK"])
+def test_jpeg_decoding_equals_torchvision_io_pixel_for_pixel(options, source):
+    """The simplejpeg fast path (YCbCr and grey JPEGs) must give torchvision.io's exact pixels."""
+    from loaders import media
+    from torchvision.io import ImageReadMode, decode_image
+
+    rng = np.random.default_rng(1)
+    data = _pil_jpeg((rng.random((61, 83, 3)) * 255).astype(np.uint8), source, **options)
+    raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    fast_path_taken = media._decode_plain_jpeg(data, "RGB") is not None
+    assert fast_path_taken == (source != "CMYK")  # CMYK is left to torchvision.io
+    for mode, tv_mode in (("RGB", ImageReadMode.RGB), ("L", ImageReadMode.GRAY)):
+        out = media.decode_image(data, suffix="jpg", mode=mode)
+        assert torch.equal(out, decode_image(raw, mode=tv_mode)), (mode, options)
+    native = media.decode_image(data, suffix="jpg")
+    assert native.shape == ((1 if source == "L" else 3), 61, 83) and native.dtype == torch.uint8
+
+
+def test_truncated_jpeg_keeps_torchvision_io_behaviour():
+    from loaders import media
+    from torchvision.io import ImageReadMode, decode_image
+
+    data = _pil_jpeg((np.random.default_rng(2).random((64, 64, 3)) * 255).astype(np.uint8), "RGB")
+    cut = data[: len(data) // 2]
+    assert media._decode_plain_jpeg(cut, "RGB") is None  # libjpeg-turbo only warns: not ours to hide
+    try:
+        expected = decode_image(torch.frombuffer(bytearray(cut), dtype=torch.uint8), mode=ImageReadMode.RGB)
+    except RuntimeError:
+        with pytest.raises(CodecError, match="jpg"):
+            decode("jpg", cut)
+    else:
+        assert torch.equal(decode("jpg", cut), expected)
+
+
 def test_image_mode_conversions_in_decode_sample():
     grey = encode("jpg", torch.full((1, 8, 8), 90, dtype=torch.uint8))
     assert decode_sample({"jpg": grey})["image"].shape == (1, 8, 8)
