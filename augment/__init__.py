@@ -9,6 +9,8 @@ to the call, and calls a pure kernel in :mod:`augment.functional`):
 * :class:`AutoAugment`, :class:`RandAugment`, :class:`TrivialAugmentWide`, :class:`AugMix`
   (torchvision's ops and bins, per sample on batches);
 * :class:`DropToken` (VATT) and :class:`RandomMasking` (MAE) on token sequences;
+* :class:`RandomResizedCrop` and :class:`RandomHorizontalFlip`, the standard ImageNet training
+  crop and flip, bit-identical to torchvision v2's with the same seed, one draw per sample;
 * :class:`Compose`, :class:`OneOf`, :class:`RandomApply`, the spec language
   (:func:`parse_spec`), and the :class:`Albumentations` bridge.
 
@@ -20,6 +22,7 @@ from augment._transform import Transform
 from augment.autoaugment import AugMix, AutoAugment, RandAugment, TrivialAugmentWide
 from augment.bridge import Albumentations
 from augment.compose import Compose, OneOf, RandomApply
+from augment.geometry import RandomHorizontalFlip, RandomResizedCrop
 from augment.mix import CutMix, MixUp, MixUpCutMix
 from augment.patch import NegativeViews, PatchInfill, PatchRotate, PatchShuffle
 from augment.preview import preview_grid
@@ -44,7 +47,9 @@ __all__ = [
     "PatchShuffle",
     "RandAugment",
     "RandomApply",
+    "RandomHorizontalFlip",
     "RandomMasking",
+    "RandomResizedCrop",
     "Transform",
     "TrivialAugmentWide",
     "build",

@@ -4,6 +4,8 @@ Pipeline everywhere: decode JPEG -> RandomResizedCrop(224) -> RandomHorizontalFl
 
 * ``make_loader`` over shards built (copy mode) from the same JPEGs;
 * torchvision ``ImageFolder`` + ``DataLoader`` (PIL decode, same v2 transforms), same workers;
+  both as a fresh loader per epoch ("cold": worker start-up in every epoch) and as one loader
+  with ``persistent_workers=True`` ("warm": the workers live across epochs, as in timm's loader);
 * a bare loop: read file -> ``torchvision.io.decode_jpeg`` -> same transforms, one process,
   compared with ``make_loader(num_workers=0)`` (the per-worker figure).
 
@@ -15,7 +17,7 @@ inputs. Methods take turns; each figure is the best of ``--repeats`` epochs, pri
 CPU milliseconds per image of that epoch (main process and workers) and the cores that other
 processes kept busy meanwhile ("others", from ``/proc/stat``; compare runs where it is ~0).
 
-    python benchmarks/loader.py                       # 1,000 photos, 2 workers (about a minute)
+    python benchmarks/loader.py                       # 2,000 photos, 2 workers (about 2 minutes)
     python benchmarks/loader.py --count 5000 --workers 4 --data /tmp/photos
 """
 
@@ -60,11 +62,25 @@ class PilToTensorCropFlip:
         return self.ops(image)
 
 
+def live_children_cpu() -> float:
+    """CPU seconds of this process's running children (persistent workers never exit)."""
+    total, me = 0, os.getpid()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited meanwhile
+            continue
+        if int(fields[1]) == me:  # ppid; utime and stime follow 11 fields later
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds() -> float:
-    """CPU time of this process and of its finished children (DataLoader workers are joined at
-    the end of an epoch), which moves less with machine load than wall time."""
+    """CPU time of this process and of its children, finished (DataLoader workers are joined at
+    the end of a cold epoch) or running (persistent workers); it moves less with machine load
+    than wall time."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime + live_children_cpu()
 
 
 def epoch_seconds(loader) -> tuple[float, int]:
@@ -96,7 +112,7 @@ def bare_loop(files: list[Path]) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kind", choices=("photos", "thumbs"), default="photos")
-    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--size", type=int, default=320, help="side of the --kind thumbs images")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
@@ -112,20 +128,31 @@ def main() -> None:
     shards = scratch / "shards"
     build_shards("folder", shards, root=root, max_count=250)
 
-    def ours(workers: int):
+    def ours(workers: int, **options):
         return make_loader(shards, batch_size=BATCH, num_workers=workers, decode="RGB", shuffle_buffer=256,
-                           transform=FieldTransform("image", crop_flip()))
+                           transform=FieldTransform("image", crop_flip()), **options)
 
     folder = tv_datasets.ImageFolder(str(root), transform=PilToTensorCropFlip())
 
-    def imagefolder(workers: int):
-        return DataLoader(folder, batch_size=BATCH, shuffle=True, num_workers=workers)
+    def imagefolder(workers: int, **options):
+        return DataLoader(folder, batch_size=BATCH, shuffle=True, num_workers=workers, **options)
+
+    warm_ours = ours(args.workers, persistent_workers=args.workers > 0)
+    warm_folder = imagefolder(args.workers, persistent_workers=args.workers > 0)
+    epoch_seconds(warm_ours), epoch_seconds(warm_folder)  # start the workers: epoch 0 is not timed
+
+    def warm(loader, epoch: int):
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(epoch)
+        return epoch_seconds(loader)
 
     results: dict[str, list[tuple[float, float, float]]] = {}
-    for _ in range(args.repeats):  # methods take turns so load changes hit all alike
+    for repeat in range(args.repeats):  # methods take turns so load changes hit all alike
         for name, run in (
             (f"make_loader workers={args.workers}", lambda: epoch_seconds(ours(args.workers))),
             (f"ImageFolder+DataLoader workers={args.workers}", lambda: epoch_seconds(imagefolder(args.workers))),
+            (f"make_loader workers={args.workers} warm", lambda: warm(warm_ours, repeat + 1)),
+            (f"ImageFolder workers={args.workers} warm", lambda: warm(warm_folder, repeat + 1)),
             ("make_loader workers=0", lambda: epoch_seconds(ours(0))),
             ("bare decode_jpeg loop", lambda: bare_loop(files)),
         ):
@@ -134,6 +161,7 @@ def main() -> None:
             used = cpu_seconds() - before
             others = max(0.0, machine_cpu() - machine - used) / seconds
             results.setdefault(name, []).append((seen / seconds, used * 1000 / seen, others))
+    del warm_ours, warm_folder
     best = {name: max(values) for name, values in results.items()}  # the fastest epoch of each
     rate = {name: b[0] for name, b in best.items()}
     cost = {name: b[1] for name, b in best.items()}
@@ -144,7 +172,8 @@ def main() -> None:
     print(f"| {'method':<34} | {'images/s':>9} | {'ratio':>20} | {'CPU ms/img':>10} | {'CPU ratio':>9} | {'others':>6} |")
     print(f"|{'-' * 36}|{'-' * 11}|{'-' * 22}|{'-' * 12}|{'-' * 11}|{'-' * 8}|")
     ratios = {names[0]: (f"{rate[names[0]] / rate[names[1]]:.2f}x ImageFolder", f"{cost[names[1]] / cost[names[0]]:.2f}x"),
-              names[2]: (f"{rate[names[2]] / rate[names[3]]:.2f}x bare loop", f"{cost[names[3]] / cost[names[2]]:.2f}x")}
+              names[2]: (f"{rate[names[2]] / rate[names[3]]:.2f}x ImageFolder", f"{cost[names[3]] / cost[names[2]]:.2f}x"),
+              names[4]: (f"{rate[names[4]] / rate[names[5]]:.2f}x bare loop", f"{cost[names[5]] / cost[names[4]]:.2f}x")}
     for name in names:
         ratio, cpu_ratio = ratios.get(name, ("", ""))
         print(f"| {name:<34} | {rate[name]:9.0f} | {ratio:>20} | {cost[name]:10.2f} | {cpu_ratio:>9} | {best[name][2]:6.2f} |")

@@ -24,11 +24,15 @@ from loaders import CodecError, decode_sample, get_codec
 from loaders.schema import KEY
 from pipelines.plan import batches_per_rank, consumed_per_worker, worker_plan
 from pipelines.tario import ShardError, iter_shard_samples
+from pipelines.transfer import MainSlots, SlotControl, WorkerSlots
 from pipelines.writer import read_json
 
 __all__ = ["FieldTransform", "ShardLoader", "ShardStream", "collate_samples", "make_loader", "resolve_shards"]
 
 _DECODE = (True, False, "unchanged", "RGB", "L")
+
+# set in a worker process while its batches travel through pipelines.transfer slots
+_worker_slots_active = False
 
 
 def resolve_shards(shards: str | os.PathLike | Sequence[str | os.PathLike]) -> list[tuple[str, int]]:
@@ -76,9 +80,10 @@ def collate_samples(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         values = [s[field] for s in samples]
         first = values[0]
         if isinstance(first, torch.Tensor) and all(isinstance(v, torch.Tensor) and v.shape == first.shape for v in values):
-            # default_collate stacks straight into shared memory inside a DataLoader worker, so the
-            # batch is not copied again when it is sent to the main process
-            batch[field] = default_collate(values)
+            # Inside a DataLoader worker default_collate stacks straight into new shared memory,
+            # which is how the batch travels unless this worker sends it through its reused
+            # slots (pipelines.transfer); then plain memory is cheaper.
+            batch[field] = torch.stack(values) if _worker_slots_active else default_collate(values)
         elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             batch[field] = torch.tensor(values)
         else:
@@ -107,18 +112,43 @@ class ShardStream(IterableDataset):
 
     def __init__(self, shards: list[tuple[str, int]], *, batch_size: int, decode: bool | str, transform: Callable | None,
                  batch_transform: Callable | None, collate: Callable, shuffle: bool, shuffle_buffer: int, seed: int,
-                 epoch: int, rank: int, world_size: int, drop_last: bool, num_workers: int) -> None:
+                 epoch: int, rank: int, world_size: int, drop_last: bool, num_workers: int,
+                 transfer: SlotControl | None = None, max_slots: int = 4) -> None:
         self.paths = [p for p, _ in shards]
         self.counts = [c for _, c in shards]
         self.batch_size, self.decode, self.transform = batch_size, decode, transform
         self.batch_transform, self.collate = batch_transform, collate
-        self.shuffle, self.shuffle_buffer, self.seed, self.epoch = shuffle, shuffle_buffer, seed, epoch
+        self.shuffle, self.shuffle_buffer, self.seed = shuffle, shuffle_buffer, seed
         self.rank, self.world_size, self.drop_last, self.num_workers = rank, world_size, drop_last, num_workers
-        self.skip_batches: list[int] | None = None  # per worker role, set for a resumed epoch
-        self.role_offset = 0  # a resumed loader's worker i plays role (i + offset) % num_workers
+        # What the next iteration plays, in shared memory so that worker processes see it when
+        # they start an iteration -- persistent workers included, which keep their copy of this
+        # object across epochs: [epoch, role offset, slots on/off, batches to skip per worker
+        # role...]. A resumed loader's worker i plays role (i + offset) % num_workers.
+        self._control = torch.zeros(3 + max(1, num_workers), dtype=torch.int64).share_memory_()
+        self._control[0] = epoch
+        self.transfer, self.max_slots = transfer, max_slots
+        self._packer: WorkerSlots | None = None  # created in each worker process
 
-    def plan(self, worker: int):
-        return worker_plan(self.counts, seed=self.seed, epoch=self.epoch, rank=self.rank, world_size=self.world_size,
+    @property
+    def epoch(self) -> int:
+        return int(self._control[0])
+
+    @epoch.setter
+    def epoch(self, epoch: int) -> None:
+        self._control[0] = epoch
+
+    def set_resume(self, role_offset: int = 0, skip_batches: Sequence[int] | None = None) -> None:
+        """Make the next iteration start ``skip_batches[role]`` batches into each worker role."""
+        self._control[1] = role_offset
+        self._control[3:] = 0 if skip_batches is None else torch.tensor(list(skip_batches), dtype=torch.int64)
+
+    def set_slots(self, active: bool) -> None:
+        """Whether the next iteration's workers send large tensors through reused slots."""
+        self._control[2] = int(active and self.transfer is not None)
+
+    def plan(self, worker: int, epoch: int | None = None):
+        epoch = self.epoch if epoch is None else epoch
+        return worker_plan(self.counts, seed=self.seed, epoch=epoch, rank=self.rank, world_size=self.world_size,
                            worker=worker, num_workers=max(1, self.num_workers), batch_size=self.batch_size,
                            drop_last=self.drop_last, shuffle=self.shuffle, shuffle_buffer=self.shuffle_buffer)
 
@@ -133,20 +163,29 @@ class ShardStream(IterableDataset):
                 yield sample
 
     def _decode(self, sample: dict[str, Any]) -> dict[str, Any]:
-        if self.decode is False:
-            return sample
-        mode = "unchanged" if self.decode is True else self.decode
-        try:
-            out = decode_sample(sample, image_mode=mode)
-        except CodecError as error:
-            raise ShardError(f"sample {sample[KEY]!r}: {error}") from None
-        return self.transform(out) if self.transform is not None else out
+        if self.decode is not False:
+            mode = "unchanged" if self.decode is True else self.decode
+            try:
+                sample = decode_sample(sample, image_mode=mode)
+            except CodecError as error:
+                raise ShardError(f"sample {sample[KEY]!r}: {error}") from None
+        return self.transform(sample) if self.transform is not None else sample
 
     def __iter__(self) -> Iterator[Any]:
         info = get_worker_info()
-        worker = 0 if info is None else (info.id + self.role_offset) % info.num_workers
-        plan = self.plan(worker)
-        skip = 0 if self.skip_batches is None else self.skip_batches[worker]
+        control = self._control.tolist()  # read once: the main process may set the next epoch meanwhile
+        worker = 0 if info is None else (info.id + control[1]) % info.num_workers
+        plan = self.plan(worker, epoch=control[0])
+        skip = control[3 + worker]
+        packer = None
+        if info is not None:  # a worker process: slots this iteration?
+            global _worker_slots_active
+            _worker_slots_active = bool(control[2]) and self.transfer is not None
+            if _worker_slots_active:
+                if self._packer is None:
+                    self._packer = WorkerSlots(self.transfer, self.max_slots)
+                packer = self._packer
+                packer.start(info.id)
         position = sum(plan.batch_sizes[:skip])
         done = set(plan.order[:position])
         pending: dict[int, dict[str, Any]] = {}
@@ -162,7 +201,8 @@ class ShardStream(IterableDataset):
                 position += 1
                 if len(batch) == want:
                     out = self.collate(batch)
-                    yield self.batch_transform(out) if self.batch_transform is not None else out
+                    out = self.batch_transform(out) if self.batch_transform is not None else out
+                    yield packer.pack(out) if packer is not None else out
                     batch, want = [], next(sizes, 0)
         if pending or batch:
             raise ShardError(f"shards changed while reading: {len(pending) + len(batch)} samples left unbatched")
@@ -174,6 +214,7 @@ class ShardLoader(DataLoader):
     Call :meth:`set_epoch` before each epoch (as with ``DistributedSampler``). ``state_dict()``
     taken mid-epoch and restored with ``load_state_dict()`` makes the next iteration yield
     exactly the batches not yet yielded in that epoch (same shards, batch size, ranks, workers).
+    Both reach the workers through shared memory, so ``persistent_workers=True`` is supported.
     """
 
     dataset: ShardStream
@@ -181,12 +222,15 @@ class ShardLoader(DataLoader):
     def __init__(self, dataset: ShardStream, **kwargs: Any) -> None:
         super().__init__(dataset, batch_size=None, **kwargs)
         self._yielded = 0
+        self._resume: tuple[int, int, list[int]] | None = None  # (batches, role offset, skips)
+        self._slots = MainSlots(dataset.transfer) if dataset.transfer is not None else None
+        self._running = 0  # iterations started and not finished
 
     def set_epoch(self, epoch: int) -> None:
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
             raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
         self.dataset.epoch = epoch
-        self.dataset.skip_batches, self.dataset.role_offset = None, 0
+        self._resume = None
         self._yielded = 0
 
     @property
@@ -195,15 +239,30 @@ class ShardLoader(DataLoader):
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         ds = self.dataset
-        if ds.skip_batches is None:
+        if self._resume is None:
+            ds.set_resume()
             self._yielded = 0
+        else:  # a loaded state_dict: this iteration (only) starts where that one stopped
+            self._yielded, offset, skips = self._resume
+            ds.set_resume(offset, skips)
+            self._resume = None
+        # Slots carry one iteration at a time: a second iteration running alongside (rare) takes
+        # the ordinary way, so neither can release the other's memory.
+        slots = self._slots if self._running == 0 else None
+        ds.set_slots(slots is not None)
+        if slots is not None:
+            ds.transfer.reset()
+            if not self.persistent_workers:
+                slots.clear()  # the previous iteration's workers are gone
+        self._running += 1
         try:
             for batch in super().__iter__():
-                ds.skip_batches, ds.role_offset = None, 0  # the stream (or its workers) took its copy
                 self._yielded += 1
-                yield batch
+                yield slots.unpack(batch) if slots is not None else batch
         finally:
-            ds.skip_batches, ds.role_offset = None, 0
+            self._running -= 1
+            if slots is not None and not self.persistent_workers:
+                slots.clear()
 
     def _fingerprint(self) -> dict[str, Any]:
         ds = self.dataset
@@ -224,7 +283,8 @@ class ShardLoader(DataLoader):
         ds = self.dataset
         ds.epoch = int(state["epoch"])
         per_worker = [len(ds.plan(w).batch_sizes) for w in range(max(1, ds.num_workers))]
-        ds.skip_batches, ds.role_offset = consumed_per_worker(per_worker, int(state["batches"]))
+        skips, offset = consumed_per_worker(per_worker, int(state["batches"]))
+        self._resume = (int(state["batches"]), offset, skips)
         self._yielded = int(state["batches"])
 
 
@@ -259,6 +319,7 @@ def make_loader(
     drop_last: bool = False,
     rank: int | None = None,
     world_size: int | None = None,
+    reuse_memory: bool = True,
     **loader_options: Any,
 ) -> ShardLoader:
     """A ``DataLoader`` streaming batches from a shard set.
@@ -268,7 +329,8 @@ def make_loader(
         batch_size: samples per batch.
         decode: ``True`` (native channels), ``"RGB"``/``"L"`` (convert images) or ``False``
             (raw bytes; suffixes are still checked against the codec table).
-        transform: per decoded sample (dict -> dict), e.g. ``FieldTransform("image", op)``.
+        transform: per sample after decoding (dict -> dict), e.g. ``FieldTransform("image", op)``;
+            with ``decode=False`` it receives the raw bytes (a custom decoder, say).
         batch_transform: per collated batch (e.g. MixUp), run in the worker processes.
         collate: list of samples -> batch (:func:`collate_samples` by default).
         shuffle, shuffle_buffer: shard order and a sample buffer, both seeded by ``(seed, epoch)``.
@@ -276,6 +338,10 @@ def make_loader(
         num_workers: ``DataLoader`` worker processes.
         drop_last: drop the tail so every batch is full (otherwise ranks are padded by wrapping).
         rank, world_size: this process's rank (defaults: torch.distributed, then env, then 0/1).
+        reuse_memory: with workers, send large batch tensors through shared memory each worker
+            reuses (:mod:`pipelines.transfer`) instead of a new segment per tensor; the main
+            process copies each batch out. Off with ``pin_memory=True`` (the pinning thread
+            copies batches anyway) and when ``False``.
         **loader_options: passed to ``DataLoader`` (``pin_memory``, ``prefetch_factor``, ...).
     """
     for name, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0), ("seed", seed, 0),
@@ -289,12 +355,14 @@ def make_loader(
             raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
     if {"batch_size", "sampler", "batch_sampler", "shuffle"} & set(loader_options):
         raise ValueError("batching and sampling are done by the stream; do not pass sampler/batch_size options")
-    if loader_options.get("persistent_workers"):
-        raise ValueError("persistent_workers=True would keep each worker's first epoch; leave it False "
-                         "(set_epoch and load_state_dict reach the workers when an epoch starts)")
     rank, world_size = _rank_and_world(rank, world_size)
+    transfer = None
+    if reuse_memory and num_workers > 0 and not loader_options.get("pin_memory"):
+        transfer = SlotControl(num_workers, loader_options.get("multiprocessing_context"))
+    # a worker's batches in flight: up to prefetch_factor, one being copied out, one being filled
+    max_slots = (loader_options.get("prefetch_factor") or 2) + 2
     stream = ShardStream(resolve_shards(shards), batch_size=batch_size, decode=decode, transform=transform,
                          batch_transform=batch_transform, collate=collate, shuffle=shuffle, shuffle_buffer=shuffle_buffer,
                          seed=seed, epoch=epoch, rank=rank, world_size=world_size, drop_last=drop_last,
-                         num_workers=num_workers)
+                         num_workers=num_workers, transfer=transfer, max_slots=max_slots)
     return ShardLoader(stream, num_workers=num_workers, **loader_options)

@@ -53,6 +53,9 @@ def per_sample_transforms() -> dict:
         "OneOf": lambda: A.OneOf([A.PatchShuffle(16), A.PatchInfill(8, 0.25), A.TrivialAugmentWide()]),
         "RandomApply": lambda: A.RandomApply(A.PatchRotate(8), p=0.5),
         "spec": lambda: A.build("patch_shuffle:patch_size=8,p=0.7 | randaugment:num_ops=1 / augmix:severity=2"),
+        "RandomResizedCrop-nearest": lambda: A.RandomResizedCrop((32, 48), interpolation="nearest"),
+        "RandomResizedCrop-bilinear-in-Compose": lambda: A.Compose([A.RandomResizedCrop((32, 48)), A.RandomHorizontalFlip()]),
+        "RandomHorizontalFlip": lambda: A.RandomHorizontalFlip(),
         "Albumentations": lambda: A.Albumentations(albu.Compose([albu.HorizontalFlip(p=0.5), albu.RandomBrightnessContrast(p=0.5)])),
     }
 

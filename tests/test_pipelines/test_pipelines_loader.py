@@ -93,6 +93,27 @@ def test_state_dict_resumes_exactly_mid_epoch(shards, num_workers):
         make_loader(shards, **{**options, "batch_size": 4}).load_state_dict(state)
 
 
+def test_persistent_workers_follow_set_epoch_and_resume(shards):
+    """Persistent workers keep their copy of the stream; epochs and resumes must still reach them."""
+    options = dict(batch_size=3, num_workers=2, seed=4, shuffle_buffer=6)
+    fresh = {e: _epoch_keys(make_loader(shards, **options, epoch=e)) for e in (0, 1, 2)}
+    assert fresh[0] != fresh[1]
+    loader = make_loader(shards, **options, persistent_workers=True)
+    assert _epoch_keys(loader) == fresh[0]
+    workers = loader._iterator._workers  # the same processes serve every epoch
+    loader.set_epoch(1)
+    iterator = iter(loader)
+    head = [next(iterator)["__key__"] for _ in range(5)]  # stop mid-epoch (odd: roles rotate) ...
+    state = loader.state_dict()
+    del iterator
+    loader.load_state_dict(state)  # ... and resume on the same warm workers
+    assert head + _epoch_keys(loader) == fresh[1]
+    assert _epoch_keys(loader) == fresh[1]  # a resume lasts one iteration; the next is whole
+    loader.set_epoch(2)
+    assert _epoch_keys(loader) == fresh[2]
+    assert loader._iterator._workers is workers and all(w.is_alive() for w in workers)
+
+
 def test_transform_and_batch_transform(shards):
     def batch_transform(batch):
         batch["image"] = batch["image"].float() / 255
