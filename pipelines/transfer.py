@@ -84,6 +84,7 @@ class SlotRef:
     seq: int
     dtype: torch.dtype
     shape: tuple[int, ...]
+    stride: tuple[int, ...]
     storage: torch.Tensor | None = None
 
 
@@ -92,6 +93,19 @@ class _ByValue:
     """A small tensor sent as a NumPy array (pickled by value)."""
 
     array: np.ndarray
+
+
+def _dense_stride(tensor: torch.Tensor) -> tuple[int, ...]:
+    """The tensor's strides if it is dense in its memory format (channels-last kept), else
+    contiguous strides (as ``default_collate``'s output would have)."""
+    formats = {4: torch.channels_last, 5: torch.channels_last_3d}
+    if tensor.is_contiguous() or (tensor.dim() in formats and tensor.is_contiguous(memory_format=formats[tensor.dim()])):
+        return tuple(tensor.stride())
+    stride, step = [], 1
+    for size in reversed(tensor.shape):
+        stride.append(step)
+        step *= max(size, 1)
+    return tuple(reversed(stride))
 
 
 class _Slot:
@@ -152,9 +166,10 @@ class WorkerSlots:
         if slot_index is None:
             return tensor  # every slot is busy: the ordinary (new shared memory) way
         slot = self.slots[slot_index]
-        slot.memory[:nbytes].view(tensor.dtype).view(tensor.shape).copy_(tensor)
+        stride = _dense_stride(tensor)
+        slot.memory[:nbytes].view(tensor.dtype).as_strided(tensor.shape, stride).copy_(tensor)
         slot.holds = self.seq
-        ref = SlotRef(self.pid, self.worker, slot_index, slot.version, self.seq, tensor.dtype, tuple(tensor.shape))
+        ref = SlotRef(self.pid, self.worker, slot_index, slot.version, self.seq, tensor.dtype, tuple(tensor.shape), stride)
         if not slot.announced:
             ref.storage, slot.announced = slot.memory, True
         return ref
@@ -201,7 +216,7 @@ class MainSlots:
             if version != value.version:
                 raise RuntimeError(f"worker {value.worker}: slot {value.slot} version {value.version} was never mapped")
             nbytes = int(np.prod(value.shape, dtype=np.int64)) * torch.empty((), dtype=value.dtype).element_size()
-            tensor = memory[:nbytes].view(value.dtype).view(value.shape).clone()
+            tensor = memory[:nbytes].view(value.dtype).as_strided(value.shape, value.stride).clone()
             released[value.worker] = max(released.get(value.worker, -1), value.seq)
             return tensor
         if isinstance(value, _ByValue):

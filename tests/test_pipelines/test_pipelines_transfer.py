@@ -100,6 +100,11 @@ def test_packing_keeps_structure_and_sends_small_or_odd_tensors_plainly():
     assert isinstance(out["pair"], Pair) and out["pair"].labels[1] == "text" and out["n"] == 3
     assert torch.equal(out["pair"].images, batch["pair"].images) and torch.equal(out["pair"].labels[0], torch.arange(3))
     assert out["bf16"].dtype == torch.bfloat16 and torch.equal(out["bf16"], batch["bf16"])
+    nhwc = torch.rand(4, 3, 40, 40).contiguous(memory_format=torch.channels_last)
+    crop = torch.rand(4, 3, 64, 80)[..., 8:72]  # not dense: arrives contiguous
+    out = main.unpack(worker.pack({"nhwc": nhwc, "crop": crop}))
+    assert out["nhwc"].is_contiguous(memory_format=torch.channels_last) and torch.equal(out["nhwc"], nhwc)
+    assert out["crop"].is_contiguous() and torch.equal(out["crop"], crop)
 
 
 def test_a_copy_made_outside_worker_start_is_disabled(shards):
