@@ -117,14 +117,17 @@ class Adapter(Dataset):
             raise NotImplementedError(f"{type(self).__name__} must implement _load_encoded or _load_decoded")
         return decode_sample(self._load_encoded(record))
 
-    def file_members(self, record: Mapping[str, Any]) -> list[tuple[str, str | bytes]] | None:
+    def file_members(self, record: Mapping[str, Any]) -> list[tuple[Any, str | bytes]] | None:
         """Where a record's ``decode=False`` members come from, without reading anything.
 
         ``[(suffix, file path or payload bytes), ...]`` when every encoded member is either a
         file copied unchanged or small bytes known from the index, so a shard builder may copy
-        the files straight into a tar; ``None`` (the default) when the adapter has to read,
-        sniff or transform data. An adapter that implements it must implement
-        ``_load_encoded`` in the same class, consistently (shard tests compare both paths).
+        the files straight into a tar; ``None`` (the default) when the adapter has to read or
+        transform data. A file whose suffix depends on its content (ImageNet's PNGs named
+        ``.JPEG``) may give, instead of the suffix, a function of the file's first 16 bytes
+        returning the suffix (``None``: not copyable; the adapter's own loading then reports
+        it). An adapter that implements it must implement ``_load_encoded`` in the same class,
+        consistently (shard tests compare both paths).
         """
         return None
 

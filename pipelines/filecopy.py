@@ -32,8 +32,10 @@ from pipelines.writer import UnitWriter
 
 __all__ = ["MemberSource", "copy_sample", "file_members_for"]
 
-#: one member of a sample: ``(suffix, path of the file to copy | the payload bytes)``
-MemberSource = tuple[str, "str | bytes"]
+#: one member of a sample: ``(suffix, path of the file to copy | the payload bytes)``; for a file,
+#: the suffix may be a function of its first :data:`SNIFF_BYTES` bytes (see ``Adapter.file_members``)
+MemberSource = tuple["str | Callable[[bytes], str | None]", "str | bytes"]
+SNIFF_BYTES = 16
 _ZEROS = bytes(BLOCK)
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 _DIRECT_CHECKS = ("structure", "none")
@@ -44,9 +46,9 @@ def _defined_by(kind: type, name: str) -> type:
 
 
 def file_members_for(adapter: Adapter | None, check: str) -> Callable[[Mapping[str, Any]], list[MemberSource] | None] | None:
-    """A function giving a record's members (sorted by suffix), or ``None`` when ``adapter`` does
-    not describe its members as files copied unchanged (:meth:`loaders.Adapter.file_members`), or
-    ``check`` needs more than the payload bytes."""
+    """A function giving a record's members, or ``None`` when ``adapter`` does not describe its
+    members as files copied unchanged (:meth:`loaders.Adapter.file_members`), or ``check`` needs
+    more than the payload bytes."""
     if adapter is None or check not in _DIRECT_CHECKS:
         return None
     kind = type(adapter)
@@ -55,11 +57,7 @@ def file_members_for(adapter: Adapter | None, check: str) -> Callable[[Mapping[s
     if _defined_by(kind, "file_members") is not _defined_by(kind, "_load_encoded"):
         return None  # a subclass changed how bytes are loaded but not the description of them
 
-    def members(record: Mapping[str, Any]) -> list[MemberSource] | None:
-        found = adapter.file_members(record)
-        return None if found is None else sorted(found)
-
-    return members
+    return adapter.file_members
 
 
 def _read_file(fd: int, view: memoryview, size: int) -> bool:
@@ -86,7 +84,6 @@ def copy_sample(writer: UnitWriter, position: int, key: str, members: Sequence[M
     fds: list[int] = []
     try:
         layout = []
-        suffixes = []
         total = 0
         for suffix, source in members:
             if type(source) is bytes:
@@ -95,14 +92,19 @@ def copy_sample(writer: UnitWriter, position: int, key: str, members: Sequence[M
                 fd = os.open(source, _OPEN_FLAGS)
                 fds.append(fd)
                 size = os.fstat(fd).st_size
+                if callable(suffix):  # named by its content: one small read of its head
+                    suffix = suffix(os.pread(fd, SNIFF_BYTES, 0))
+                    if suffix is None:
+                        return False
             if size == 0:
                 return False
             header = ustar_header(f"{key}.{suffix}".encode("utf-8"), size)
             if header is None:
                 return False
             layout.append((suffix, source, fd, header, size))
-            suffixes.append(suffix)
             total += BLOCK + size + (-size) % BLOCK
+        layout.sort(key=lambda member: member[0])  # tar members in suffix order, as the generic path
+        suffixes = [member[0] for member in layout]
         view = writer.reserve(total + 1)  # one spare byte: see _read_file
         if view is None:
             return False

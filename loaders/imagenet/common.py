@@ -313,6 +313,16 @@ class ImageNetFamily(Adapter):
         """Additional shard members for a record (e.g. ReaL's ``labels.npy``)."""
         return {}
 
+    def file_members(self, record: Mapping[str, Any]) -> list[tuple[Any, str | bytes]]:
+        """The image file (its suffix sniffed from its first bytes), the label and the meta JSON,
+        so copy-mode shard builds copy ImageNet files straight into the tar."""
+        return [
+            (image_suffix, self._describe_record(record)),
+            ("cls", str(record["label"]).encode("ascii")),
+            ("json", encode("json", self._meta(record))),
+            *self._extra_encoded(record).items(),
+        ]
+
     def _load_encoded(self, record: Mapping[str, Any]) -> dict[str, bytes]:
         path = self._describe_record(record)
         with open(path, "rb") as handle:

@@ -131,3 +131,49 @@ def test_build_shards_copies_imagenet_files_and_counts_skips(imagenet_torchvisio
         f"{kit.PNG_NAMED_JPEG}/{kit.PNG_NAMED_JPEG}_2933.JPEG"
     ]
     assert members[f"{kit.TENCH}/{kit.TENCH}_10026.jpg"] == imagenet_torchvision.train[f"{kit.TENCH}/{kit.TENCH}_10026.JPEG"]
+
+
+def test_copy_mode_builds_copy_imagenet_files_directly_and_byte_identically(imagenet_torchvision, tmp_path, kit,
+                                                                             monkeypatch):
+    """ImageNet files take the direct file-copy path (suffix sniffed from each file's first bytes:
+    the PNG named .JPEG stays a png) and give the generic path's bytes, bad files included."""
+    import pipelines.build as build_module
+    from loaders.imagenet.imagenet1k import ImageNetDataset
+    from pipelines.build import build_shards
+    from pipelines.filecopy import file_members_for
+
+    class GenericImageNet(ImageNetDataset):  # same loading, unknown to the direct path
+        def _load_encoded(self, record):
+            return super()._load_encoded(record)
+
+    train = imagenet_torchvision.root / "train"
+    (train / kit.SEA_SNAKE / f"{kit.SEA_SNAKE}_77.JPEG").write_bytes(b"GIF89a not an image")  # sniffs as neither
+    broken = train / kit.TENCH / f"{kit.TENCH}_9.JPEG"
+    broken.write_bytes(broken.read_bytes()[:30])  # truncated: fails the structure check
+    direct_calls = {"ok": 0}
+    original = build_module.copy_sample
+
+    def counting(*args, **kwargs):
+        done = original(*args, **kwargs)
+        direct_calls["ok"] += bool(done)
+        return done
+
+    monkeypatch.setattr(build_module, "copy_sample", counting)
+    options = dict(split="train", on_error="skip", max_count=2)
+    direct = build_shards("imagenet", tmp_path / "direct", root=imagenet_torchvision.root, **options)
+    assert direct_calls["ok"] == 4  # every good file went the direct way
+    generic_adapter = GenericImageNet(imagenet_torchvision.root, split="train", decode=False, on_error="skip")
+    assert file_members_for(generic_adapter, "structure") is None
+    generic = build_shards(generic_adapter, tmp_path / "generic", max_count=2, on_error="skip")
+    assert direct_calls["ok"] == 4
+    assert (direct.read, direct.written, direct.skipped) == (generic.read, generic.written, generic.skipped) == (6, 4, 2)
+    tars = sorted(p.name for p in (tmp_path / "direct").glob("*.tar"))
+    assert tars and tars == sorted(p.name for p in (tmp_path / "generic").glob("*.tar"))
+    for name in tars:
+        assert (tmp_path / "direct" / name).read_bytes() == (tmp_path / "generic" / name).read_bytes(), name
+    names = []
+    for name in tars:
+        with tarfile.open(tmp_path / "direct" / name) as tar:
+            names += tar.getnames()
+    assert [n for n in names if n.endswith(".png")] == [f"{kit.PNG_NAMED_JPEG}/{kit.PNG_NAMED_JPEG}_2933.png"]
+    assert len([n for n in names if n.endswith(".jpg")]) == 3
