@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +96,21 @@ class _ByValue:
     array: np.ndarray
 
 
+def _map_leaves(value: Any, fn: Callable[[Any], Any]) -> Any:
+    """``fn`` applied to the leaves of nested dicts, lists, tuples and namedtuples (exactly those
+    types; other containers are leaves, so their tensors travel the ordinary way)."""
+    kind = type(value)
+    if kind is dict:
+        return {key: _map_leaves(item, fn) for key, item in value.items()}
+    if kind is list:
+        return [_map_leaves(item, fn) for item in value]
+    if kind is tuple:
+        return tuple(_map_leaves(item, fn) for item in value)
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return kind(*(_map_leaves(item, fn) for item in value))
+    return fn(value)
+
+
 def _dense_stride(tensor: torch.Tensor) -> tuple[int, ...]:
     """The tensor's strides if it is dense in its memory format (channels-last kept), else
     contiguous strides (as ``default_collate``'s output would have)."""
@@ -136,21 +152,9 @@ class WorkerSlots:
         if not self.control.enabled:
             return batch
         released = self.control.released_count(self.worker)
-        out = self._pack(batch, released)
+        out = _map_leaves(batch, lambda v: self._pack_tensor(v, released) if isinstance(v, torch.Tensor) else v)
         self.seq += 1
         return out
-
-    def _pack(self, value: Any, released: int) -> Any:
-        if isinstance(value, torch.Tensor):
-            return self._pack_tensor(value, released)
-        if isinstance(value, dict):
-            return {key: self._pack(item, released) for key, item in value.items()}
-        if isinstance(value, list):
-            return [self._pack(item, released) for item in value]
-        if isinstance(value, tuple):
-            items = [self._pack(item, released) for item in value]
-            return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
-        return value
 
     def _pack_tensor(self, tensor: torch.Tensor, released: int) -> Any:
         if (type(tensor) is not torch.Tensor or tensor.device.type != "cpu" or tensor.layout != torch.strided
@@ -202,12 +206,12 @@ class MainSlots:
 
     def unpack(self, batch: Any) -> Any:
         released: dict[int, int] = {}
-        out = self._unpack(batch, released)
+        out = _map_leaves(batch, lambda value: self._unpack_leaf(value, released))
         for worker, seq in released.items():
             self.control.release(worker, seq)
         return out
 
-    def _unpack(self, value: Any, released: dict[int, int]) -> Any:
+    def _unpack_leaf(self, value: Any, released: dict[int, int]) -> Any:
         if isinstance(value, SlotRef):
             key = (value.pid, value.slot)
             if value.storage is not None:
@@ -221,11 +225,4 @@ class MainSlots:
             return tensor
         if isinstance(value, _ByValue):
             return torch.from_numpy(value.array)
-        if isinstance(value, dict):
-            return {key: self._unpack(item, released) for key, item in value.items()}
-        if isinstance(value, list):
-            return [self._unpack(item, released) for item in value]
-        if isinstance(value, tuple):
-            items = [self._unpack(item, released) for item in value]
-            return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
         return value

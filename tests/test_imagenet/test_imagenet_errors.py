@@ -134,10 +134,9 @@ def test_build_shards_copies_imagenet_files_and_counts_skips(imagenet_torchvisio
 
 
 def test_copy_mode_builds_copy_imagenet_files_directly_and_byte_identically(imagenet_torchvision, tmp_path, kit,
-                                                                             monkeypatch):
+                                                                             direct_copies):
     """ImageNet files take the direct file-copy path (suffix sniffed from each file's first bytes:
     the PNG named .JPEG stays a png) and give the generic path's bytes, bad files included."""
-    import pipelines.build as build_module
     from loaders.imagenet.imagenet1k import ImageNetDataset
     from pipelines.build import build_shards
     from pipelines.filecopy import file_members_for
@@ -150,22 +149,13 @@ def test_copy_mode_builds_copy_imagenet_files_directly_and_byte_identically(imag
     (train / kit.SEA_SNAKE / f"{kit.SEA_SNAKE}_77.JPEG").write_bytes(b"GIF89a not an image")  # sniffs as neither
     broken = train / kit.TENCH / f"{kit.TENCH}_9.JPEG"
     broken.write_bytes(broken.read_bytes()[:30])  # truncated: fails the structure check
-    direct_calls = {"ok": 0}
-    original = build_module.copy_sample
-
-    def counting(*args, **kwargs):
-        done = original(*args, **kwargs)
-        direct_calls["ok"] += bool(done)
-        return done
-
-    monkeypatch.setattr(build_module, "copy_sample", counting)
     options = dict(split="train", on_error="skip", max_count=2)
     direct = build_shards("imagenet", tmp_path / "direct", root=imagenet_torchvision.root, **options)
-    assert direct_calls["ok"] == 4  # every good file went the direct way
+    assert direct_copies["ok"] == 4  # every good file went the direct way
     generic_adapter = GenericImageNet(imagenet_torchvision.root, split="train", decode=False, on_error="skip")
     assert file_members_for(generic_adapter, "structure") is None
     generic = build_shards(generic_adapter, tmp_path / "generic", max_count=2, on_error="skip")
-    assert direct_calls["ok"] == 4
+    assert direct_copies["ok"] == 4
     assert (direct.read, direct.written, direct.skipped) == (generic.read, generic.written, generic.skipped) == (6, 4, 2)
     tars = sorted(p.name for p in (tmp_path / "direct").glob("*.tar"))
     assert tars and tars == sorted(p.name for p in (tmp_path / "generic").glob("*.tar"))

@@ -38,18 +38,9 @@ def _png(path, seed, size=24, mode="L"):
 
 
 @pytest.fixture
-def counted(monkeypatch):
+def counted(direct_copies):
     """Counts the samples the direct path wrote."""
-    calls = {"ok": 0}
-    original = build_module.copy_sample
-
-    def copy_sample(*args, **kwargs):
-        done = original(*args, **kwargs)
-        calls["ok"] += bool(done)
-        return done
-
-    monkeypatch.setattr(build_module, "copy_sample", copy_sample)
-    return calls
+    return direct_copies
 
 
 @pytest.fixture
