@@ -124,3 +124,13 @@ def test_concurrent_iterations_and_pin_memory_take_the_ordinary_way(shards):
     assert _same(second, expected) and _same(head, expected[0])
     assert _same([head, *first], expected)
     assert make_loader(shards, **options, pin_memory=True).dataset.transfer is None
+
+
+@pytest.mark.parametrize("context", ["spawn", "forkserver"])
+def test_slots_work_with_spawned_workers(shards, context):
+    """macOS and Windows start workers with spawn: the slot control is pickled into them."""
+    options = dict(batch_size=8, num_workers=2, seed=3, decode="RGB", multiprocessing_context=context)
+    reference = list(make_loader(shards, **options, reuse_memory=False))
+    loader = make_loader(shards, **options, persistent_workers=True)
+    assert _same(list(loader), reference) and _same(list(loader), reference)
+    assert 0 < len(loader._slots.mapped) <= 2 * 4
