@@ -20,7 +20,7 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from augment._transform import Params, Transform
+from augment._transform import Params, Transform, draw_device
 from augment.functional._geometry import hflip, hflip_masks, resized_crop, resized_crop_masks
 
 __all__ = ["RandomHorizontalFlip", "RandomResizedCrop"]
@@ -72,15 +72,16 @@ class RandomResizedCrop(Transform):
         self._log_ratio = [float(v) for v in torch.log(torch.tensor(self.ratio))]
 
     def _box(self, height: int, width: int, generator: torch.Generator | None) -> list[int]:
-        area = height * width
+        area, device = height * width, draw_device(generator)
         for _ in range(10):
-            target = area * torch.empty(1).uniform_(self.scale[0], self.scale[1], generator=generator).item()
-            aspect = torch.exp(torch.empty(1).uniform_(self._log_ratio[0], self._log_ratio[1], generator=generator)).item()
+            target = area * torch.empty(1, device=device).uniform_(self.scale[0], self.scale[1], generator=generator).item()
+            log_aspect = torch.empty(1, device=device).uniform_(self._log_ratio[0], self._log_ratio[1], generator=generator)
+            aspect = torch.exp(log_aspect).item()
             w = int(round(math.sqrt(target * aspect)))
             h = int(round(math.sqrt(target / aspect)))
             if 0 < w <= width and 0 < h <= height:
-                top = int(torch.randint(0, height - h + 1, size=(1,), generator=generator).item())
-                left = int(torch.randint(0, width - w + 1, size=(1,), generator=generator).item())
+                top = int(torch.randint(0, height - h + 1, size=(1,), generator=generator, device=device).item())
+                left = int(torch.randint(0, width - w + 1, size=(1,), generator=generator, device=device).item())
                 return [top, left, h, w]
         # fallback: the largest central box whose aspect ratio is inside `ratio`
         in_ratio = width / height
@@ -118,7 +119,7 @@ class RandomHorizontalFlip(Transform):
         self.p = float(p)
 
     def make_params(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Params:
-        return {"flip": torch.rand(x.shape[0], generator=generator) < self.p}
+        return {"flip": torch.rand(x.shape[0], generator=generator, device=draw_device(generator)) < self.p}
 
     def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
         return hflip(x, params["flip"].to("cpu"))
