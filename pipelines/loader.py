@@ -248,7 +248,7 @@ class ShardLoader(DataLoader):
             self._resume = None
         # Slots carry one iteration at a time: a second iteration running alongside (rare) takes
         # the ordinary way, so neither can release the other's memory.
-        slots = self._slots if self._running == 0 else None
+        slots = self._slots if self._running == 0 and ds.transfer is not None and ds.transfer.enabled else None
         ds.set_slots(slots is not None)
         if slots is not None:
             ds.transfer.reset()

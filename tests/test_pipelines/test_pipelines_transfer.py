@@ -108,10 +108,11 @@ def test_packing_keeps_structure_and_sends_small_or_odd_tensors_plainly():
 
 
 def test_a_copy_made_outside_worker_start_is_disabled(shards):
-    loader = make_loader(shards, batch_size=8, num_workers=2, decode="RGB")
-    clone = copy.deepcopy(loader.dataset)
-    assert clone.transfer.enabled is False and clone.transfer.lock is None
+    loader = make_loader(shards, batch_size=8, num_workers=2, decode="RGB", seed=4)
+    clone = copy.deepcopy(loader)
+    assert clone.dataset.transfer.enabled is False and clone.dataset.transfer.lock is None
     assert loader.dataset.transfer.enabled is True
+    assert _same(list(clone), list(loader))  # the copy sends its batches the ordinary way
 
 
 def test_concurrent_iterations_and_pin_memory_take_the_ordinary_way(shards):
