@@ -31,8 +31,18 @@ __all__ = ["FieldTransform", "ShardLoader", "ShardStream", "collate_samples", "m
 
 _DECODE = (True, False, "unchanged", "RGB", "L")
 
-# set in a worker process while its batches travel through pipelines.transfer slots
-_worker_slots_active = False
+# a worker process's slots (pipelines.transfer) while its batches travel through them
+_worker_packer: WorkerSlots | None = None
+
+
+def _stack(values: list[torch.Tensor]) -> torch.Tensor:
+    """Stack same-shape tensors where the batch will travel from: into a slot of this worker
+    (no copy when it is sent), else -- in a worker without slots -- into new shared memory
+    (``default_collate``), else into plain memory."""
+    if _worker_packer is None:
+        return default_collate(values)
+    out = _worker_packer.claim((len(values), *values[0].shape), values[0].dtype)
+    return torch.stack(values) if out is None else torch.stack(values, out=out)
 
 
 def resolve_shards(shards: str | os.PathLike | Sequence[str | os.PathLike]) -> list[tuple[str, int]]:
@@ -80,10 +90,7 @@ def collate_samples(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         values = [s[field] for s in samples]
         first = values[0]
         if isinstance(first, torch.Tensor) and all(isinstance(v, torch.Tensor) and v.shape == first.shape for v in values):
-            # Inside a DataLoader worker default_collate stacks straight into new shared memory,
-            # which is how the batch travels unless this worker sends it through its reused
-            # slots (pipelines.transfer); then plain memory is cheaper.
-            batch[field] = torch.stack(values) if _worker_slots_active else default_collate(values)
+            batch[field] = _stack(values)
         elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             batch[field] = torch.tensor(values)
         else:
@@ -179,13 +186,13 @@ class ShardStream(IterableDataset):
         skip = control[3 + worker]
         packer = None
         if info is not None:  # a worker process: slots this iteration?
-            global _worker_slots_active
-            _worker_slots_active = bool(control[2]) and self.transfer is not None
-            if _worker_slots_active:
+            global _worker_packer
+            if control[2] and self.transfer is not None:
                 if self._packer is None:
                     self._packer = WorkerSlots(self.transfer, self.max_slots)
                 packer = self._packer
                 packer.start(info.id)
+            _worker_packer = packer
         position = sum(plan.batch_sizes[:skip])
         done = set(plan.order[:position])
         pending: dict[int, dict[str, Any]] = {}

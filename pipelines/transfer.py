@@ -6,9 +6,11 @@ and the main process maps it. Fresh pages are the cost: each 4 KiB page is a fau
 virtual machine costs microseconds -- about 8 ms for one 64x3x224x224 uint8 batch (9.6 MB), as
 much as decoding six JPEGs. Here each worker keeps a few segments ("slots") and reuses them:
 
-* the worker copies each large batch tensor (>= :data:`MIN_BYTES`) into a free slot of its own and
-  sends a small :class:`SlotRef` instead; the slot's memory crosses to the main process once (the
-  first time the slot is used in an iteration), after that only its number does;
+* the worker copies each large batch tensor (>= :data:`MIN_BYTES`) into a free slot of its own --
+  or builds it there in the first place (:meth:`WorkerSlots.claim`: ``collate_samples`` stacks
+  images straight into a slot) -- and sends a small :class:`SlotRef` instead; the slot's memory
+  crosses to the main process once (the first time the slot is used in an iteration), after
+  that only its number does;
 * the main process (:meth:`MainSlots.unpack`) copies the batch out of the slot into its own
   memory -- so batches the training loop keeps are never overwritten -- and then marks the
   worker's batches up to that one as released (a counter per worker, under a lock);
@@ -22,9 +24,10 @@ avoids a shared-memory segment and a file descriptor per tensor per batch.
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,6 +151,20 @@ class WorkerSlots:
         for slot in self.slots:
             slot.holds, slot.announced = -1, False
 
+    def claim(self, shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor | None:
+        """A contiguous ``shape`` tensor in a free slot for the batch being built, or ``None``
+        (small, disabled, no slot free). A collate function that stacks into it spares
+        :meth:`pack` the copy: the batch is sent from where it was built."""
+        nbytes = math.prod(shape) * dtype.itemsize
+        if not self.control.enabled or nbytes < MIN_BYTES:
+            return None
+        index = self._free_slot(nbytes, self.control.released_count(self.worker))
+        if index is None:
+            return None
+        slot = self.slots[index]
+        slot.holds = self.seq
+        return slot.memory[:nbytes].view(dtype).view(tuple(shape))
+
     def pack(self, batch: Any) -> Any:
         if not self.control.enabled:
             return batch
@@ -166,6 +183,10 @@ class WorkerSlots:
                 return _ByValue(tensor.numpy())
             except (TypeError, RuntimeError):  # a dtype NumPy lacks (bfloat16, ...)
                 return tensor
+        for index, slot in enumerate(self.slots):  # built in a claimed slot: send it as it is
+            if (slot.holds == self.seq and slot.memory.data_ptr() == tensor.data_ptr() and tensor.is_contiguous()
+                    and nbytes <= slot.memory.numel()):
+                return self._ref(index, tensor, tuple(tensor.stride()))
         slot_index = self._free_slot(nbytes, released)
         if slot_index is None:
             return tensor  # every slot is busy: the ordinary (new shared memory) way
@@ -173,7 +194,11 @@ class WorkerSlots:
         stride = _dense_stride(tensor)
         slot.memory[:nbytes].view(tensor.dtype).as_strided(tensor.shape, stride).copy_(tensor)
         slot.holds = self.seq
-        ref = SlotRef(self.pid, self.worker, slot_index, slot.version, self.seq, tensor.dtype, tuple(tensor.shape), stride)
+        return self._ref(slot_index, tensor, stride)
+
+    def _ref(self, index: int, tensor: torch.Tensor, stride: tuple[int, ...]) -> SlotRef:
+        slot = self.slots[index]
+        ref = SlotRef(self.pid, self.worker, index, slot.version, self.seq, tensor.dtype, tuple(tensor.shape), stride)
         if not slot.announced:
             ref.storage, slot.announced = slot.memory, True
         return ref

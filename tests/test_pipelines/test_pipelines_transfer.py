@@ -135,3 +135,20 @@ def test_slots_work_with_spawned_workers(shards, context):
     loader = make_loader(shards, **options, persistent_workers=True)
     assert _same(list(loader), reference) and _same(list(loader), reference)
     assert 0 < len(loader._slots.mapped) <= 2 * 4
+
+
+def test_a_batch_built_in_a_claimed_slot_is_sent_without_a_copy():
+    control = SlotControl(1)
+    worker, main = WorkerSlots(control, max_slots=3), MainSlots(control)
+    worker.start(0)
+    images = [torch.full((3, 64, 64), i, dtype=torch.uint8) for i in range(8)]
+    assert worker.claim((2, 3), torch.uint8) is None  # too small to be worth a slot
+    out = worker.claim((8, 3, 64, 64), torch.uint8)
+    torch.stack(images, out=out)
+    packed = worker.pack({"image": out, "head": out[:6], "flipped": out.flip(-1)})
+    assert packed["image"].slot == packed["head"].slot == 0  # sent from where it was built
+    assert packed["flipped"].slot == 1  # a new tensor: copied into another slot
+    batch = main.unpack(_through_queue(packed))
+    assert torch.equal(batch["image"], torch.stack(images)) and torch.equal(batch["head"], torch.stack(images[:6]))
+    assert torch.equal(batch["flipped"], torch.stack(images).flip(-1))
+    assert worker.claim((8, 3, 64, 64), torch.uint8).data_ptr() == out.data_ptr()  # released: reused
