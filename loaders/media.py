@@ -7,7 +7,9 @@ per image than ``torchvision.io`` and not deprecated); its pixels equal ``torchv
 exactly (same library, same accurate integer IDCT and fancy upsampling; a test compares them).
 Everything else (PNG, WebP, CMYK/YCCK or 12-bit JPEG, a JPEG libjpeg-turbo only warns about)
 goes through ``torchvision.io`` (libjpeg-turbo / libpng / libwebp), as does every image when
-``simplejpeg`` is not installed. Audio goes through ``soundfile`` with our own integer
+``simplejpeg`` is not installed. torchvision deprecated those codecs in 0.29; where a torchvision
+no longer has them, images decode and encode through PIL instead (same pixels for PNG and WebP;
+16-bit RGB PNGs, which PIL cannot hold, come out 8-bit there). Audio goes through ``soundfile`` with our own integer
 scaling (``x * 32768``, not libsndfile's asymmetric 32767/32768 pair) so that 16-bit audio
 round-trips bit-exactly. Video goes through PyAV (FFmpeg), H.264 in MP4.
 
@@ -17,8 +19,10 @@ adapters can attach the file name and apply their error policy.
 
 from __future__ import annotations
 
+import functools
 import io
 from fractions import Fraction
+from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -77,6 +81,17 @@ class VideoClip(NamedTuple):
     sample_rate: int | None = None
 
 
+@functools.cache
+def _torchvision_io() -> Any:
+    """torchvision.io's image codecs, or ``None`` where this torchvision no longer has them."""
+    try:
+        from torchvision.io import ImageReadMode, decode_image, encode_jpeg, encode_png
+    except ImportError:
+        return None
+    return SimpleNamespace(ImageReadMode=ImageReadMode, decode_image=decode_image, encode_jpeg=encode_jpeg,
+                           encode_png=encode_png)
+
+
 def _as_uint8_tensor(data: bytes) -> torch.Tensor:
     return torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
@@ -94,10 +109,9 @@ def decode_image(data: bytes, *, suffix: str = "image", mode: str = "unchanged")
 
     Args:
         mode: ``"unchanged"`` keeps the native channels (CMYK JPEGs become RGB, grey+alpha grey);
-            ``"RGB"`` / ``"L"`` convert to 3 / 1 uint8 channels, as PIL's ``convert`` does.
+            ``"RGB"`` / ``"L"`` convert to 3 / 1 uint8 channels (the decoder's own conversion,
+            within 1 of PIL's ``convert``; PIL's exact formula where the decoder has none).
     """
-    from torchvision.io import ImageReadMode, decode_image as tv_decode
-
     if mode not in IMAGE_MODES:
         raise ValueError(f"mode must be one of {IMAGE_MODES}, got {mode!r}")
     if not data:
@@ -105,10 +119,19 @@ def decode_image(data: bytes, *, suffix: str = "image", mode: str = "unchanged")
     fast = _decode_plain_jpeg(data, mode)
     if fast is not None:
         return fast
+    tv = _torchvision_io()
+    # PIL for palette masks too: torchvision.io returns no palette indices for 1/2/4-bit ones
+    # (PIL writes those for palettes of up to 16 colours)
+    if tv is None or (mode == "unchanged" and suffix == "mask.png" and _is_palette_png(data)):
+        return _decode_with_pil(data, suffix, mode)
+    ImageReadMode, tv_decode = tv.ImageReadMode, tv.decode_image
     raw = _as_uint8_tensor(data)
     if mode != "unchanged":
         try:
-            return tv_decode(raw, mode=ImageReadMode.RGB if mode == "RGB" else ImageReadMode.GRAY)
+            if mode == "RGB" or data[:4] == b"RIFF":  # libwebp has no grey output: convert below
+                image = tv_decode(raw, mode=ImageReadMode.RGB)
+                return image if mode == "RGB" else _rgb_to_l(image)
+            return tv_decode(raw, mode=ImageReadMode.GRAY)
         except (RuntimeError, ValueError) as error:
             raise CodecError(suffix, f"cannot decode image: {error}") from None
     # UNCHANGED would return palette indices for a palette PNG: expand those to RGB (masks use
@@ -148,6 +171,38 @@ def _decode_plain_jpeg(data: bytes, mode: str) -> torch.Tensor | None:
     return torch.from_numpy(array).permute(2, 0, 1)
 
 
+def _rgb_to_l(image: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[3,H,W]`` -> ``[1,H,W]`` with PIL's integer ITU-R 601 luma, bit for bit."""
+    r, g, b = image.to(torch.int32)
+    return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).to(torch.uint8)[None]
+
+
+def _decode_with_pil(data: bytes, suffix: str, mode: str) -> torch.Tensor:
+    """:func:`decode_image` through PIL, for a torchvision without image codecs."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            if mode != "unchanged":
+                image = image.convert(mode)
+            elif image.mode == "P" and suffix == "mask.png":
+                pass  # masks keep their palette indices
+            elif image.mode in ("P", "PA", "CMYK", "YCbCr", "1"):
+                image = image.convert("RGBA" if image.mode == "PA" else "L" if image.mode == "1" else "RGB")
+            elif image.mode in ("LA", "La"):
+                image = image.getchannel("L")
+            elif image.mode == "I;16B":
+                image = image.convert("I;16")
+            array = np.array(image)
+    except (OSError, ValueError, SyntaxError) as error:  # PIL raises these for broken files
+        raise CodecError(suffix, f"cannot decode image: {error}") from None
+    if array.dtype not in (np.uint8, np.uint16):
+        raise CodecError(suffix, f"cannot decode image: unsupported PIL mode {image.mode!r}")
+    tensor = torch.from_numpy(array)
+    return tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1)
+
+
 def _is_palette_png(data: bytes) -> bool:
     # PNG signature (8) + IHDR length (4) + "IHDR" (4) + width (4) + height (4) + bit depth (1)
     return data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 25 and data[25] == 3
@@ -159,8 +214,6 @@ def encode_image(value: Any, fmt: str, *, suffix: str = "image", quality: int = 
     PNG accepts uint8 with 1/3/4 channels and uint16 with one channel (lossless); JPEG accepts
     uint8 with 1 or 3 channels.
     """
-    from torchvision.io import encode_jpeg, encode_png
-
     if not isinstance(value, torch.Tensor) or value.ndim != 3:
         raise CodecError(suffix, f"expects a [C,H,W] tensor, got {_describe(value)}")
     image = value.detach().cpu().contiguous()
@@ -168,11 +221,18 @@ def encode_image(value: Any, fmt: str, *, suffix: str = "image", quality: int = 
     if fmt == "jpeg":
         if image.dtype != torch.uint8 or channels not in (1, 3):
             raise CodecError(suffix, f"JPEG needs uint8 with 1 or 3 channels, got {_describe(image)}")
-        return encode_jpeg(image, quality=quality).numpy().tobytes()
+        tv = _torchvision_io()
+        if tv is None:
+            array = image.permute(1, 2, 0).numpy()
+            return _pil_encode(array[:, :, 0] if channels == 1 else array, "JPEG", quality=quality)
+        return tv.encode_jpeg(image, quality=quality).numpy().tobytes()
     if fmt != "png":
         raise CodecError(suffix, f"unknown image format {fmt!r}")
     if image.dtype == torch.uint8 and channels in (1, 3):
-        return encode_png(image).numpy().tobytes()
+        tv = _torchvision_io()
+        if tv is None:
+            return _pil_png(image[0].numpy() if channels == 1 else image.permute(1, 2, 0).numpy(), None)
+        return tv.encode_png(image).numpy().tobytes()
     if image.dtype == torch.uint8 and channels == 4:
         return _pil_png(image.permute(1, 2, 0).numpy(), "RGBA")
     if image.dtype in (torch.uint16, torch.int32, torch.int64, torch.int16) and channels == 1:
@@ -184,11 +244,15 @@ def encode_image(value: Any, fmt: str, *, suffix: str = "image", quality: int = 
 
 
 def _pil_png(array: np.ndarray, mode: str | None) -> bytes:
+    return _pil_encode(array, "PNG", mode=mode)
+
+
+def _pil_encode(array: np.ndarray, fmt: str, *, mode: str | None = None, **options: Any) -> bytes:
     from PIL import Image
 
     buffer = io.BytesIO()
     image = Image.fromarray(array, mode=mode) if mode else Image.fromarray(array)
-    image.save(buffer, format="PNG")
+    image.save(buffer, format=fmt, **options)
     return buffer.getvalue()
 
 

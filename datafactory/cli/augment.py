@@ -20,7 +20,6 @@ def preview(spec: str, out: str | Path, dataset: str = "shapes", root: str | Non
             count: int = 6, views: int = 4, seed: int = 0, scale: int = 2, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write ``out`` (PNG) and ``out`` with ``.json`` (the resolved config); returns that config."""
     import loaders
-    from torchvision.io import write_png
     from torchvision.transforms.v2 import functional as TF
 
     import augment
@@ -45,7 +44,7 @@ def preview(spec: str, out: str | Path, dataset: str = "shapes", root: str | Non
     grid = augment.preview_grid(torch.stack(images), parsed.build(), views, generator=generator, scale=scale)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_png(grid, str(out))
+    out.write_bytes(loaders.encode("png", grid))
     config = {"spec": augment.format_spec(parsed), "spec_json": json.loads(parsed.to_json()), "dataset": dataset,
               "root": root, "split": split, "count": len(images), "views": views, "seed": seed, "scale": scale,
               "options": options or {}, "image_size": list(images[0].shape[-2:]), "grid": str(out)}

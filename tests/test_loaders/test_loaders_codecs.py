@@ -29,12 +29,14 @@ def test_png_16bit_round_trips_bit_exactly_and_stays_uint16():
     assert out.dtype == torch.uint16 and torch.equal(out.to(torch.int64), image.to(torch.int64))
 
 
-def test_palette_png_decodes_to_rgb_but_palette_mask_keeps_indices():
+@pytest.mark.parametrize("padding", [753, 0])  # a 256-entry palette (8-bit PNG); 5 entries (PIL writes 4-bit)
+def test_palette_png_decodes_to_rgb_but_palette_mask_keeps_indices(padding):
     indices = np.random.default_rng(0).integers(0, 5, (6, 7), dtype=np.uint8)
     image = Image.fromarray(indices, mode="P")
-    image.putpalette([10, 20, 30, 200, 0, 0, 0, 200, 0, 0, 0, 200, 255, 255, 255] + [0] * 753)
+    image.putpalette([10, 20, 30, 200, 0, 0, 0, 200, 0, 0, 0, 200, 255, 255, 255] + [0] * padding)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
+    assert buffer.getvalue()[24] == (8 if padding else 4)  # IHDR bit depth
     rgb = decode("png", buffer.getvalue())
     assert rgb.shape == (3, 6, 7)
     assert rgb[:, 0, 0].tolist() == [[10, 20, 30], [200, 0, 0], [0, 200, 0], [0, 0, 200], [255, 255, 255]][indices[0, 0]]
@@ -105,6 +107,52 @@ def test_truncated_jpeg_keeps_torchvision_io_behaviour():
             decode("jpg", cut)
     else:
         assert torch.equal(decode("jpg", cut), expected)
+
+
+def _pil_bytes(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def test_pil_path_decodes_like_torchvision_io_where_torchvision_has_no_codecs(monkeypatch):
+    """torchvision 0.29 deprecated its image codecs; without them PIL must give the same images."""
+    from loaders import media
+
+    rng = np.random.default_rng(3)
+    rgb = Image.fromarray(rng.integers(0, 256, (13, 17, 3), dtype=np.uint8))
+    grey16 = Image.fromarray(rng.integers(0, 65536, (13, 17), dtype=np.uint16))
+    palette = rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=7)
+    payloads = {
+        "L": _pil_bytes(rgb.convert("L"), "PNG"), "RGB": _pil_bytes(rgb, "PNG"), "RGBA": _pil_bytes(rgb.convert("RGBA"), "PNG"),
+        "LA": _pil_bytes(rgb.convert("LA"), "PNG"), "P": _pil_bytes(palette, "PNG"), "I;16": _pil_bytes(grey16, "PNG"),
+        "webp": _pil_bytes(rgb, "WEBP", lossless=True),
+    }
+    cases = [(name, suffix, mode) for name in payloads for suffix in ("png", "mask.png") for mode in ("unchanged", "RGB", "L")
+             if not (name == "I;16" and mode != "unchanged")]
+    expected = {case: media.decode_image(payloads[case[0]], suffix=case[1], mode=case[2]) for case in cases}
+    cmyk = _pil_bytes(Image.new("CMYK", (8, 6), (0, 255, 255, 0)), "JPEG")
+    cmyk_expected = media.decode_image(cmyk, suffix="jpg")
+    webp_grey = expected[("webp", "png", "L")]
+    assert webp_grey.shape == (1, 13, 17) and torch.equal(webp_grey, torch.from_numpy(np.array(rgb.convert("L")))[None])
+    monkeypatch.setattr(media, "_torchvision_io", lambda: None)
+    for case in cases:
+        out = media.decode_image(payloads[case[0]], suffix=case[1], mode=case[2])
+        assert out.dtype == expected[case].dtype and out.shape == expected[case].shape, case
+        # colour -> grey: libpng's rounding is within 1 of PIL's; everything else is exact
+        tolerance = 1 if case[2] == "L" and case[0] in ("RGB", "RGBA", "P") else 0
+        assert (out.int() - expected[case].int()).abs().max() <= tolerance, case
+    out = media.decode_image(cmyk, suffix="jpg")
+    assert out.shape == cmyk_expected.shape and (out.int() - cmyk_expected.int()).abs().max() <= 3
+    with pytest.raises(CodecError, match="cannot decode"):
+        media.decode_image(payloads["RGB"][:40], suffix="png")
+    image = torch.from_numpy(np.array(rgb)).permute(2, 0, 1).contiguous()
+    assert torch.equal(decode("png", encode("png", image)), image)
+    assert torch.equal(decode("png", encode("png", image[:1])), image[:1])
+    x = torch.linspace(0, 255, 32).round().to(torch.uint8)
+    smooth = torch.stack([x[None].expand(32, 32), x[:, None].expand(32, 32), torch.full((32, 32), 128, dtype=torch.uint8)])
+    assert (decode("jpg", encode("jpg", smooth)).float() - smooth.float()).abs().mean() < 3
+    assert decode("jpg", encode("jpg", smooth[:1])).shape == (1, 32, 32)
 
 
 def test_image_mode_conversions_in_decode_sample():
