@@ -29,8 +29,12 @@ def preview_grid(images: torch.Tensor, transform: Transform, views: int = 4, *, 
     if views < 1 or scale < 1 or padding < 0:
         raise ValueError(f"views and scale must be >= 1 and padding >= 0, got {views}, {scale}, {padding}")
     columns = [images] + [transform(images, generator=generator) for _ in range(views)]
-    cells = torch.stack(columns, dim=1)  # [B, 1+views, 3, H, W]
-    b, n, c, h, w = cells.shape
+    h, w = max(x.shape[-2] for x in columns), max(x.shape[-1] for x in columns)
+    # views of another size (crops) sit top-left in a white cell of the largest size
+    cells = torch.full((images.shape[0], len(columns), 3, h, w), 255, dtype=torch.uint8)
+    for j, column in enumerate(columns):
+        cells[:, j, :, :column.shape[-2], :column.shape[-1]] = column
+    b, n, c = cells.shape[:3]
     if scale > 1:
         cells = F.interpolate(cells.view(b * n, c, h, w).float(), scale_factor=scale, mode="nearest").to(torch.uint8)
         h, w = h * scale, w * scale

@@ -7,7 +7,8 @@ String form (whitespace around separators is ignored)::
     choice   := name [":" arg ("," arg)*]
     arg      := key "=" value                   # int, float, true/false, none, or low~high
 
-The key ``p`` on any choice wraps it in :class:`~augment.compose.RandomApply`. Example::
+The key ``p`` on any choice wraps it in :class:`~augment.compose.RandomApply`, except on ops that
+take a probability themselves (``horizontal_flip``), which receive it. Example::
 
     "patch_rotate:patch_size=32 | randaugment:num_ops=2,magnitude=9,p=0.5 / trivialaugment"
 
@@ -27,6 +28,7 @@ from typing import Any, Union
 
 from augment.autoaugment import AugMix, AutoAugment, RandAugment, TrivialAugmentWide
 from augment.compose import Compose, OneOf, RandomApply
+from augment.geometry import RandomHorizontalFlip, RandomResizedCrop
 from augment.patch import PatchInfill, PatchRotate, PatchShuffle
 
 __all__ = ["OPS", "AugmentSpec", "OpSpec", "build", "format_spec", "parse_spec"]
@@ -40,13 +42,20 @@ OPS: dict[str, type] = {
     "randaugment": RandAugment,
     "trivialaugment": TrivialAugmentWide,
     "augmix": AugMix,
+    "random_resized_crop": RandomResizedCrop,
+    "horizontal_flip": RandomHorizontalFlip,
 }
 
 Value = Union[int, float, bool, str, None, tuple[float, float]]
 
 
+def _own_keys(name: str) -> list[str]:
+    return [p for p in inspect.signature(OPS[name].__init__).parameters if p != "self"]
+
+
 def _allowed_keys(name: str) -> list[str]:
-    return [p for p in inspect.signature(OPS[name].__init__).parameters if p != "self"] + ["p"]
+    own = _own_keys(name)
+    return own if "p" in own else own + ["p"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,8 @@ class OpSpec:
         object.__setattr__(self, "args", tuple(sorted(self.args)))
 
     def build(self) -> Any:
+        if self.p is not None and "p" in _own_keys(self.name):  # the op's own probability
+            return OPS[self.name](**dict(self.args), p=self.p)
         transform = OPS[self.name](**dict(self.args))
         return transform if self.p is None else RandomApply(transform, self.p)
 

@@ -63,7 +63,21 @@ def test_bad_sections_name_the_allowed_keys():
 def test_every_op_is_reachable_and_builds(image_factory):
     x = image_factory(2, (32, 32))
     for name in OPS:
-        args = ",patch_size=16" if name.startswith("patch") else ""
+        args = ",patch_size=16" if name.startswith("patch") else ",size=32" if name == "random_resized_crop" else ""
         pipeline = A.build(f"{name}:p=1.0{args}")
         out = pipeline(x, generator=torch.Generator().manual_seed(0))
         assert out.shape == x.shape and out.dtype == x.dtype
+
+
+def test_crop_and_flip_in_specs(image_factory):
+    """``p`` goes to the flip itself (no RandomApply around it); the crop takes ranges."""
+    pipeline = A.build("random_resized_crop:size=24,scale=0.5~1.0 | horizontal_flip:p=0.25")
+    crop, flip = pipeline.transforms
+    assert isinstance(crop, A.RandomResizedCrop) and crop.size == (24, 24) and crop.scale == (0.5, 1.0)
+    assert isinstance(flip, A.RandomHorizontalFlip) and flip.p == 0.25
+    assert A.format_spec(A.parse_spec("horizontal_flip:p=0.25")) == "horizontal_flip:p=0.25"
+    assert A.build("horizontal_flip").transforms[0].p == 0.5
+    out = pipeline(image_factory(3, (32, 48)), generator=torch.Generator().manual_seed(0))
+    assert out.shape == (3, 3, 24, 24)
+    with pytest.raises(ValueError, match="allowed keys"):
+        A.build("horizontal_flip:size=3")
