@@ -362,6 +362,8 @@ def make_loader(
             raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
     if {"batch_size", "sampler", "batch_sampler", "shuffle"} & set(loader_options):
         raise ValueError("batching and sampling are done by the stream; do not pass sampler/batch_size options")
+    if "collate_fn" in loader_options:
+        raise ValueError("pass collate=... (it runs on each batch's samples in the worker), not collate_fn")
     rank, world_size = _rank_and_world(rank, world_size)
     transfer = None
     if reuse_memory and num_workers > 0 and not loader_options.get("pin_memory"):

@@ -136,6 +136,8 @@ def test_bad_loader_arguments(shards, tmp_path):
         make_loader(shards, batch_size=2, decode="BGR")
     with pytest.raises(FileNotFoundError, match="no index.json"):
         make_loader(tmp_path, batch_size=2)
+    with pytest.raises(ValueError, match="collate="):
+        make_loader(shards, batch_size=2, collate_fn=list)
 
 
 def test_plan_helpers():
