@@ -9,7 +9,8 @@ Everything else (PNG, WebP, CMYK/YCCK or 12-bit JPEG, a JPEG libjpeg-turbo only 
 goes through ``torchvision.io`` (libjpeg-turbo / libpng / libwebp), as does every image when
 ``simplejpeg`` is not installed. torchvision deprecated those codecs in 0.29; where a torchvision
 no longer has them, images decode and encode through PIL instead (same pixels for PNG and WebP;
-16-bit RGB PNGs, which PIL cannot hold, come out 8-bit there). Audio goes through ``soundfile`` with our own integer
+16-bit RGB PNGs, which PIL cannot hold, come out 8-bit there). Palette masks always go through
+PIL, which keeps the indices of 1/2/4-bit palettes. Audio goes through ``soundfile`` with our own integer
 scaling (``x * 32768``, not libsndfile's asymmetric 32767/32768 pair) so that 16-bit audio
 round-trips bit-exactly. Video goes through PyAV (FFmpeg), H.264 in MP4.
 
@@ -110,7 +111,8 @@ def decode_image(data: bytes, *, suffix: str = "image", mode: str = "unchanged")
     Args:
         mode: ``"unchanged"`` keeps the native channels (CMYK JPEGs become RGB, grey+alpha grey);
             ``"RGB"`` / ``"L"`` convert to 3 / 1 uint8 channels (the decoder's own conversion,
-            within 1 of PIL's ``convert``; PIL's exact formula where the decoder has none).
+            within 1 of PIL's ``convert``; PIL's exact formula where the decoder has none;
+            16-bit values are rescaled, ``round(v / 257)``).
     """
     if mode not in IMAGE_MODES:
         raise ValueError(f"mode must be one of {IMAGE_MODES}, got {mode!r}")
@@ -129,9 +131,9 @@ def decode_image(data: bytes, *, suffix: str = "image", mode: str = "unchanged")
     if mode != "unchanged":
         try:
             if mode == "RGB" or data[:4] == b"RIFF":  # libwebp has no grey output: convert below
-                image = tv_decode(raw, mode=ImageReadMode.RGB)
+                image = _to_uint8(tv_decode(raw, mode=ImageReadMode.RGB))
                 return image if mode == "RGB" else _rgb_to_l(image)
-            return tv_decode(raw, mode=ImageReadMode.GRAY)
+            return _to_uint8(tv_decode(raw, mode=ImageReadMode.GRAY))  # 16-bit PNGs stay 16-bit there
         except (RuntimeError, ValueError) as error:
             raise CodecError(suffix, f"cannot decode image: {error}") from None
     # UNCHANGED would return palette indices for a palette PNG: expand those to RGB (masks use
@@ -171,6 +173,11 @@ def _decode_plain_jpeg(data: bytes, mode: str) -> torch.Tensor | None:
     return torch.from_numpy(array).permute(2, 0, 1)
 
 
+def _to_uint8(image: torch.Tensor) -> torch.Tensor:
+    """16-bit values to 8 bits, ``round(v / 257)`` (never a tie: 257 is odd); uint8 unchanged."""
+    return image if image.dtype == torch.uint8 else ((image.to(torch.int32) + 128) // 257).to(torch.uint8)
+
+
 def _rgb_to_l(image: torch.Tensor) -> torch.Tensor:
     """uint8 ``[3,H,W]`` -> ``[1,H,W]`` with PIL's integer ITU-R 601 luma, bit for bit."""
     r, g, b = image.to(torch.int32)
@@ -178,12 +185,15 @@ def _rgb_to_l(image: torch.Tensor) -> torch.Tensor:
 
 
 def _decode_with_pil(data: bytes, suffix: str, mode: str) -> torch.Tensor:
-    """:func:`decode_image` through PIL, for a torchvision without image codecs."""
+    """:func:`decode_image` through PIL (a torchvision without image codecs; palette masks)."""
     from PIL import Image
 
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
+            if mode != "unchanged" and image.mode.startswith("I;16"):  # PIL would clip, not rescale
+                grey = _to_uint8(torch.from_numpy(np.array(image.convert("I;16")).astype(np.int32)))[None]
+                return grey.expand(3, -1, -1).contiguous() if mode == "RGB" else grey
             if mode != "unchanged":
                 image = image.convert(mode)
             elif image.mode == "P" and suffix == "mask.png":

@@ -134,8 +134,10 @@ def test_pil_path_decodes_like_torchvision_io_where_torchvision_has_no_codecs(mo
         "LA": _pil_bytes(rgb.convert("LA"), "PNG"), "P": _pil_bytes(palette, "PNG"), "I;16": _pil_bytes(grey16, "PNG"),
         "webp": _pil_bytes(rgb, "WEBP", lossless=True),
     }
-    cases = [(name, suffix, mode) for name in payloads for suffix in ("png", "mask.png") for mode in ("unchanged", "RGB", "L")
-             if not (name == "I;16" and mode != "unchanged")]
+    cases = [(name, suffix, mode) for name in payloads for suffix in ("png", "mask.png") for mode in ("unchanged", "RGB", "L")]
+    scaled = torch.from_numpy(np.round(np.array(grey16) / 257).astype(np.uint8))
+    assert torch.equal(media.decode_image(payloads["I;16"], mode="L"), scaled[None])  # 16 -> 8 bits, rescaled
+    assert torch.equal(media.decode_image(payloads["I;16"], mode="RGB"), scaled.expand(3, -1, -1))
     expected = {case: media.decode_image(payloads[case[0]], suffix=case[1], mode=case[2]) for case in cases}
     cmyk = _pil_bytes(Image.new("CMYK", (8, 6), (0, 255, 255, 0)), "JPEG")
     cmyk_expected = media.decode_image(cmyk, suffix="jpg")
