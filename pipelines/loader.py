@@ -31,18 +31,23 @@ __all__ = ["FieldTransform", "ShardLoader", "ShardStream", "collate_samples", "m
 
 _DECODE = (True, False, "unchanged", "RGB", "L")
 
-# a worker process's slots (pipelines.transfer) while its batches travel through them
-_worker_packer: WorkerSlots | None = None
+# In a worker process whose batches travel through slots (pipelines.transfer) straight from
+# collate_samples: its slots. None without slots, and with a batch_transform, which might keep
+# references to the batches it is given (a memory of past batches), so those must not live in
+# memory that is reused.
+_worker_claims: WorkerSlots | None = None
+_worker_has_slots = False
 
 
 def _stack(values: list[torch.Tensor]) -> torch.Tensor:
     """Stack same-shape tensors where the batch will travel from: into a slot of this worker
-    (no copy when it is sent), else -- in a worker without slots -- into new shared memory
-    (``default_collate``), else into plain memory."""
-    if _worker_packer is None:
-        return default_collate(values)
-    out = _worker_packer.claim((len(values), *values[0].shape), values[0].dtype)
-    return torch.stack(values) if out is None else torch.stack(values, out=out)
+    (no copy when it is sent), else into plain memory when slots will copy it, else -- an
+    ordinary worker -- into new shared memory (``default_collate``)."""
+    if _worker_claims is not None:
+        out = _worker_claims.claim((len(values), *values[0].shape), values[0].dtype)
+        if out is not None:
+            return torch.stack(values, out=out)
+    return torch.stack(values) if _worker_has_slots else default_collate(values)
 
 
 def resolve_shards(shards: str | os.PathLike | Sequence[str | os.PathLike]) -> list[tuple[str, int]]:
@@ -186,13 +191,14 @@ class ShardStream(IterableDataset):
         skip = control[3 + worker]
         packer = None
         if info is not None:  # a worker process: slots this iteration?
-            global _worker_packer
+            global _worker_claims, _worker_has_slots
             if control[2] and self.transfer is not None:
                 if self._packer is None:
                     self._packer = WorkerSlots(self.transfer, self.max_slots)
                 packer = self._packer
                 packer.start(info.id)
-            _worker_packer = packer
+            _worker_has_slots = packer is not None
+            _worker_claims = packer if self.batch_transform is None else None
         position = sum(plan.batch_sizes[:skip])
         done = set(plan.order[:position])
         pending: dict[int, dict[str, Any]] = {}

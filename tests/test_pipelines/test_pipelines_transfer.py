@@ -152,3 +152,25 @@ def test_a_batch_built_in_a_claimed_slot_is_sent_without_a_copy():
     assert torch.equal(batch["image"], torch.stack(images)) and torch.equal(batch["head"], torch.stack(images[:6]))
     assert torch.equal(batch["flipped"], torch.stack(images).flip(-1))
     assert worker.claim((8, 3, 64, 64), torch.uint8).data_ptr() == out.data_ptr()  # released: reused
+
+
+class _KeepsPrevious:
+    """A batch_transform with a memory: it mixes each batch with the previous one it was given."""
+
+    def __init__(self):
+        self.previous = None
+
+    def __call__(self, batch):
+        image = batch["image"]
+        batch["mixed"] = image if self.previous is None or self.previous.shape != image.shape else self.previous
+        self.previous = image  # a reference, not a copy
+        return batch
+
+
+def test_a_batch_transform_keeping_old_batches_sees_them_unchanged(shards):
+    """Batches handed to a batch_transform must not live in reused slots: it may keep them."""
+    options = dict(batch_size=8, num_workers=1, seed=5, decode="RGB", shuffle=False)
+    expected = list(make_loader(shards, **options, reuse_memory=False, batch_transform=_KeepsPrevious()))
+    got = list(make_loader(shards, **options, batch_transform=_KeepsPrevious(), prefetch_factor=1))
+    assert _same(got, expected)
+    assert all(torch.equal(got[i]["mixed"], got[i - 1]["image"]) for i in range(1, len(got) - 1))
