@@ -138,7 +138,8 @@ class _Slot:
 
 
 class WorkerSlots:
-    """Worker side: packs each batch, copying its large tensors into free slots."""
+    """Worker side: hands out slots to build batches in (:meth:`claim`) and packs each batch,
+    sending tensors built in a slot as they are and copying other large ones into free slots."""
 
     def __init__(self, control: SlotControl, max_slots: int) -> None:
         self.control, self.max_slots = control, max_slots
@@ -244,7 +245,7 @@ class MainSlots:
             version, memory = self.mapped[key]
             if version != value.version:
                 raise RuntimeError(f"worker {value.worker}: slot {value.slot} version {value.version} was never mapped")
-            nbytes = int(np.prod(value.shape, dtype=np.int64)) * torch.empty((), dtype=value.dtype).element_size()
+            nbytes = math.prod(value.shape) * value.dtype.itemsize
             tensor = memory[:nbytes].view(value.dtype).as_strided(value.shape, value.stride).clone()
             released[value.worker] = max(released.get(value.worker, -1), value.seq)
             return tensor
