@@ -49,8 +49,8 @@ def file_members_for(adapter: Adapter | None, check: str) -> Callable[[Mapping[s
     """A function giving a record's members, or ``None`` when ``adapter`` does not describe its
     members as files copied unchanged (:meth:`loaders.Adapter.file_members`), or ``check`` needs
     more than the payload bytes."""
-    if adapter is None or check not in _DIRECT_CHECKS:
-        return None
+    if adapter is None or check not in _DIRECT_CHECKS or not (hasattr(os, "readv") and hasattr(os, "pread")):
+        return None  # (Windows has neither: the generic path copies there)
     kind = type(adapter)
     if kind.file_members is Adapter.file_members or kind.load is not Adapter.load or kind.key is not Adapter.key:
         return None

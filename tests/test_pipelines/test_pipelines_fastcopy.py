@@ -139,6 +139,12 @@ def test_only_known_file_adapters_take_the_direct_path(mixed_folder):
     assert file_members_for(None, "structure") is None
 
 
+def test_no_direct_path_without_readv(mixed_folder, monkeypatch):
+    """Windows has no os.readv/os.pread: builds take the generic path there."""
+    monkeypatch.delattr(os, "readv")
+    assert file_members_for(FolderDataset(mixed_folder, decode=False), "structure") is None
+
+
 def _tarfile_ustar(name: str, size: int) -> bytes:
     info = tarfile.TarInfo(name)
     info.size, info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = size, FIXED_MTIME, 0o444, 0, 0, "", ""
