@@ -32,9 +32,9 @@ from loaders.dicom import DicomOptions
 from loaders.registry import register_dataset
 from loaders.schema import KEY, safe_key
 from loaders.xray.common import Table, XRayDataset, check_split, find_file, read_table
-from loaders.xray.labels import UNCERTAIN_POLICIES, harmonise, labels_to_json
+from loaders.xray.labels import PATHOLOGIES, UNCERTAIN_POLICIES
 
-__all__ = ["CHEXPERT_COLUMNS", "CheXpertDataset", "MIMICDataset", "chexpert_labels"]
+__all__ = ["CHEXPERT_COLUMNS", "CheXpertDataset", "MIMICDataset", "chexpert_label_matrix", "chexpert_labels"]
 
 #: CheXpert observation columns -> harmonised names
 CHEXPERT_COLUMNS: Mapping[str, str] = {
@@ -51,6 +51,52 @@ def _value(cell: str) -> float:
     return float(cell) if cell else math.nan
 
 
+def _parse_cells(cells: Sequence[str], column: str) -> np.ndarray:
+    """A column's cells as float64 (blank = NaN), parsing each distinct text once."""
+    lookup = {}
+    for cell in set(cells):
+        try:
+            lookup[cell] = _value(cell)
+        except ValueError:
+            raise ValueError(f"column {column!r}: {cell!r} is not a CheXpert label (1.0, 0.0, -1.0 or blank)") from None
+    return np.fromiter((lookup[cell] for cell in cells), dtype=np.float64, count=len(cells))
+
+
+def chexpert_label_matrix(
+    columns: Mapping[str, Sequence[str]], *, uncertain: str = "nan", zero_support_devices: bool = False
+) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """The CheXpert rules over many rows at once (:func:`chexpert_labels` for each row).
+
+    Args:
+        columns: observation column name -> the cell texts of every row (equal lengths); other
+            names are ignored.
+        uncertain, zero_support_devices: as for :func:`chexpert_labels`.
+
+    Returns:
+        (harmonised float32 ``[N, 18]``, the extra observation names present, their float64
+        values ``[N, E]`` after the same rules).
+    """
+    if uncertain not in UNCERTAIN_POLICIES:
+        raise ValueError(f"uncertain must be one of {list(UNCERTAIN_POLICIES)}, got {uncertain!r}")
+    lengths = {len(cells) for cells in columns.values()}
+    if len(lengths) > 1:
+        raise ValueError(f"columns must have equal lengths, got {sorted(lengths)}")
+    n = lengths.pop() if lengths else 0
+    values = {name: _parse_cells(columns[name], name) for name in (*CHEXPERT_COLUMNS, *_EXTRA) if name in columns}
+    healthy = values["No Finding"] == 1 if "No Finding" in values else np.zeros(n, dtype=bool)
+    for name, column in values.items():
+        if name != "No Finding" and (name != "Support Devices" or zero_support_devices):
+            column[healthy] = 0.0
+        column[column == -1] = UNCERTAIN_POLICIES[uncertain]
+    labels = np.full((n, len(PATHOLOGIES)), np.nan, dtype=np.float32)
+    for name, target in CHEXPERT_COLUMNS.items():
+        if name in values:
+            labels[:, PATHOLOGIES.index(target)] = values[name]
+    extra_names = [name for name in _EXTRA if name in values]
+    extras = np.stack([values[name] for name in extra_names], axis=1) if extra_names else np.zeros((n, 0))
+    return labels, extra_names, extras
+
+
 def chexpert_labels(
     cells: Mapping[str, str], *, uncertain: str = "nan", zero_support_devices: bool = False
 ) -> tuple[np.ndarray, dict[str, float]]:
@@ -64,21 +110,16 @@ def chexpert_labels(
     Returns:
         (harmonised float32 ``[18]``, the extra observations after the same rules).
     """
-    if uncertain not in UNCERTAIN_POLICIES:
-        raise ValueError(f"uncertain must be one of {list(UNCERTAIN_POLICIES)}, got {uncertain!r}")
-    healthy = _value(cells.get("No Finding", "")) == 1
-    values: dict[str, float] = {}
-    for column in (*CHEXPERT_COLUMNS, *_EXTRA):
-        if column not in cells:
-            continue
-        value = _value(cells[column])
-        if healthy and column != "No Finding" and (column != "Support Devices" or zero_support_devices):
-            value = 0.0
-        if value == -1:
-            value = UNCERTAIN_POLICIES[uncertain]
-        values[column] = value
-    harmonised = harmonise({CHEXPERT_COLUMNS[c]: v for c, v in values.items() if c in CHEXPERT_COLUMNS})
-    return harmonised, {c: values[c] for c in _EXTRA if c in values}
+    labels, names, extras = chexpert_label_matrix({name: [cell] for name, cell in cells.items()}, uncertain=uncertain,
+                                                  zero_support_devices=zero_support_devices)
+    if not labels.shape[0]:  # no observation column at all
+        return np.full(len(PATHOLOGIES), np.nan, dtype=np.float32), {}
+    return labels[0], dict(zip(names, extras[0].tolist()))
+
+
+def _extra_json(names: Sequence[str], extras: np.ndarray) -> list[dict[str, float | None]]:
+    """Per row, ``meta["extra_labels"]``: the extra observations with NaN as ``None``."""
+    return [{name: (None if value != value else value) for name, value in zip(names, row)} for row in extras.tolist()]
 
 
 def _observation_columns(table: Table) -> list[tuple[str, int]]:
@@ -132,9 +173,11 @@ class CheXpertDataset(XRayDataset):
         c_sex, c_age = table.column("Sex", required=False), table.column("Age", required=False)
         root = str(self.root)
         observations = _observation_columns(table)
-        memo: dict[tuple[str, ...], tuple[list[float], dict[str, Any]]] = {}
+        cells: list[list[str]] = [[] for _ in observations]
         rows = []
         for row in table.rows:
+            for column, (_, i) in zip(cells, observations):
+                column.append(row[i])
             rel = row[c_path].strip()
             parts = rel.split("/")
             if parts and parts[0].startswith("CheXpert-v1.0"):
@@ -145,19 +188,22 @@ class CheXpertDataset(XRayDataset):
             else:
                 view = "L" if frontal == "Lateral" else (frontal or "UNKNOWN")
             patient = _PATIENT.search(rel)
-            signature = tuple(row[i] for _, i in observations)
-            if signature not in memo:
-                labels, extra = chexpert_labels(dict(zip((n for n, _ in observations), signature)), uncertain=self.uncertain)
-                memo[signature] = (labels.tolist(), labels_to_json(extra))
-            labels, extra = memo[signature]
-            meta: dict[str, Any] = {"extra_labels": dict(extra), "path": rel}
+            meta: dict[str, Any] = {"path": rel}
             if c_sex is not None:
                 meta["sex"] = row[c_sex].strip()
             if c_age is not None and row[c_age].strip():
                 meta["age"] = row[c_age].strip()
             rows.append({KEY: safe_key(os.path.splitext("/".join(parts))[0]), "path": os.path.join(root, *parts),
-                         "kind": "jpg", "view": view, "patient": patient.group(0) if patient else rel, "labels": labels,
-                         "meta": meta})
+                         "kind": "jpg", "view": view, "patient": patient.group(0) if patient else rel, "meta": meta})
+        try:
+            labels, names, extras = chexpert_label_matrix({name: column for (name, _), column in zip(observations, cells)},
+                                                          uncertain=self.uncertain)
+        except ValueError as error:
+            raise ValueError(f"{str(self.csv)!r}: {error}") from None
+        labels.setflags(write=False)  # rows hold read-only views of one matrix, not 18-float lists
+        for row, vector, extra in zip(rows, labels, _extra_json(names, extras)):
+            row["labels"] = vector
+            row["meta"] = {"extra_labels": extra, **row["meta"]}
         return rows
 
 
@@ -217,11 +263,21 @@ class MIMICDataset(XRayDataset):
     def _rows(self) -> list[dict[str, Any]]:
         labels_table = read_table(self.csv)
         c_subject, c_study = labels_table.column("subject_id"), labels_table.column("study_id")
-        studies = {}
         observations = _observation_columns(labels_table)
+        cells: list[list[str]] = [[] for _ in observations]
+        study_keys = []
         for row in labels_table.rows:
-            studies[(row[c_subject].strip(), row[c_study].strip())] = chexpert_labels(
-                {name: row[i] for name, i in observations}, uncertain=self.uncertain, zero_support_devices=True)
+            study_keys.append((row[c_subject].strip(), row[c_study].strip()))
+            for column, (_, i) in zip(cells, observations):
+                column.append(row[i])
+        try:
+            matrix, names, extras = chexpert_label_matrix({name: column for (name, _), column in zip(observations, cells)},
+                                                          uncertain=self.uncertain, zero_support_devices=True)
+        except ValueError as error:
+            raise ValueError(f"{str(self.csv)!r}: {error}") from None
+        # a study listed twice keeps its last row, as before; rows hold read-only views of the matrix
+        matrix.setflags(write=False)
+        studies = dict(zip(study_keys, zip(matrix, _extra_json(names, extras))))
         keep = None
         if self.split_csv is not None:
             split_table = read_table(self.split_csv)
@@ -239,9 +295,9 @@ class MIMICDataset(XRayDataset):
                 continue
             labels, extra = studies[(subject, study)]
             rel = f"p{subject[:2]}/p{subject}/s{study}/{dicom_id}"
-            meta: dict[str, Any] = {"extra_labels": labels_to_json(extra), "study": study}
+            meta: dict[str, Any] = {"extra_labels": dict(extra), "study": study}
             if c_date is not None and row[c_date].strip():
                 meta["study_date"] = row[c_date].strip()
             rows.append({KEY: safe_key(rel), "path": f"{files}/{rel}.jpg", "kind": "jpg",
-                         "view": row[c_view].strip() or "UNKNOWN", "patient": subject, "labels": labels.tolist(), "meta": meta})
+                         "view": row[c_view].strip() or "UNKNOWN", "patient": subject, "labels": labels, "meta": meta})
         return rows

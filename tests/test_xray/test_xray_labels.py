@@ -219,3 +219,19 @@ def test_label_helpers():
     np.testing.assert_array_equal(moved, [[0.0, np.nan, 1.0]])
     with pytest.raises(ValueError, match="uncertain"):
         chexpert_labels({}, uncertain="maybe")
+    labels, extra = chexpert_labels({"No Finding": "1.0", "Edema": "-1.0", "Support Devices": " -1.0 ", "Fracture": ""})
+    assert labels[4] == 0.0 and labels[PATHOLOGIES.index("Fracture")] == 0.0  # blank, but No Finding = 1
+    assert np.isnan(labels[PATHOLOGIES.index("Pneumonia")]) and extra["No Finding"] == 1.0  # no such column
+    assert np.isnan(extra["Support Devices"])  # not zeroed by No Finding in CheXpert; -1 -> NaN
+    with pytest.raises(ValueError, match="'Edema': 'maybe' is not a CheXpert label"):
+        chexpert_labels({"Edema": "maybe"})
+
+
+def test_malformed_chexpert_label_names_the_file_and_column(xray, tmp_path):
+    root = xray.chexpert(tmp_path)
+    csv = root / "train.csv"
+    lines = csv.read_text().splitlines()
+    lines[1] = lines[1].replace(",1.0,", ",yes,", 1)
+    csv.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"train\.csv.*is not a CheXpert label"):
+        open_dataset("chexpert", root=root)
