@@ -27,11 +27,13 @@ _TAG_RE = re.compile(r"#(C|O|unsure|Summary)\b")
 
 
 def nearest_contiguous(starts: Sequence[float], ends: Sequence[float], index: int, count: int) -> tuple[int, int]:
-    """The ``count`` captions around ``index`` forming the shortest contiguous run, as ``[lo, hi)``.
+    """``count`` contiguous captions around ``index``, grown greedily from it, as ``[lo, hi)``.
 
     At each step the run ``[lo, hi)`` grows by the previous caption or the next one, whichever
     gives the smaller ``ends[hi'-1] - starts[lo']``; ties go to the later caption (as MIL-NCE).
-    Fewer than ``count`` captions in total gives all of them.
+    Greedy growth keeps each step's run as short as one step can, not necessarily the whole run
+    (a long caption on one side can be taken early). Fewer than ``count`` captions in total
+    gives all of them.
     """
     n = len(starts)
     if len(ends) != n:
