@@ -21,7 +21,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from augment._transform import Params, Transform, draw_device
-from augment.functional._geometry import hflip, hflip_masks, resized_crop, resized_crop_masks
+from augment.functional._geometry import hflip, resized_crop, resized_crop_masks
 
 __all__ = ["RandomHorizontalFlip", "RandomResizedCrop"]
 
@@ -125,7 +125,7 @@ class RandomHorizontalFlip(Transform):
         return hflip(x, params["flip"].to("cpu"))
 
     def apply_mask(self, mask: torch.Tensor, params: Params) -> torch.Tensor:
-        return hflip_masks(mask, params["flip"].to("cpu"))
+        return hflip(mask, params["flip"].to("cpu"))
 
     def apply_boxes(self, boxes: tv_tensors.BoundingBoxes, params: Params) -> tv_tensors.BoundingBoxes:
         return TF.horizontal_flip(boxes) if bool(params["flip"][0]) else boxes

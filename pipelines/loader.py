@@ -43,7 +43,7 @@ def _stack(values: list[torch.Tensor]) -> torch.Tensor:
     """Stack same-shape tensors where the batch will travel from: into a slot of this worker
     (no copy when it is sent), else into plain memory when slots will copy it, else -- an
     ordinary worker -- into new shared memory (``default_collate``)."""
-    if _worker_claims is not None:
+    if _worker_claims is not None and all(v.dtype == values[0].dtype for v in values):
         out = _worker_claims.claim((len(values), *values[0].shape), values[0].dtype)
         if out is not None:
             return torch.stack(values, out=out)

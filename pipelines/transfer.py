@@ -51,7 +51,6 @@ class SlotControl:
     def __init__(self, num_workers: int, context: Any = None) -> None:
         if context is None or isinstance(context, str):
             context = multiprocessing.get_context(context)  # the DataLoader's start method
-        self.num_workers = num_workers
         self.lock = context.Lock()
         self.released = torch.zeros(max(1, num_workers), dtype=torch.int64).share_memory_()
         self.enabled = True
@@ -205,7 +204,7 @@ class WorkerSlots:
         return ref
 
     def _free_slot(self, nbytes: int, released: int) -> int | None:
-        free = [i for i, s in enumerate(self.slots) if s.holds < released and s.holds != self.seq]
+        free = [i for i, s in enumerate(self.slots) if s.holds < released]  # the batch being built is never released
         fitting = [i for i in free if self.slots[i].memory.numel() >= nbytes]
         if fitting:
             return min(fitting, key=lambda i: self.slots[i].memory.numel())

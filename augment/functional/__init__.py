@@ -3,7 +3,7 @@ device. The transform classes draw parameters and call these."""
 
 from augment.functional._aa_ops import OPS, apply_op
 from augment.functional._autoaugment import apply_ops, augmix
-from augment.functional._geometry import hflip, hflip_masks, resized_crop, resized_crop_masks
+from augment.functional._geometry import hflip, resized_crop, resized_crop_masks
 from augment.functional._mix import cutmix, cutmix_boxes, mix_targets, mixup, smooth_targets
 from augment.functional._patch import (
     check_patch_size,
@@ -27,7 +27,6 @@ __all__ = [
     "cutmix_boxes",
     "gather_tokens",
     "hflip",
-    "hflip_masks",
     "infill_region",
     "infill_regions",
     "infill_sources",

@@ -12,7 +12,7 @@ import torch
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-__all__ = ["hflip", "hflip_masks", "resized_crop", "resized_crop_masks"]
+__all__ = ["hflip", "resized_crop", "resized_crop_masks"]
 
 
 def _check_boxes(boxes: torch.Tensor, batch: int, height: int, width: int) -> list[list[int]]:
@@ -42,7 +42,7 @@ def resized_crop_masks(masks: torch.Tensor, boxes: torch.Tensor, size: tuple[int
 
 
 def hflip(images: torch.Tensor, flags: torch.Tensor) -> torch.Tensor:
-    """Mirror the samples of ``images`` ``[B,...,W]`` whose ``flags`` (bool ``[B]``) are set."""
+    """Mirror the samples of ``images`` (or masks) ``[B,...,W]`` whose ``flags`` (bool ``[B]``) are set."""
     if flags.shape != (images.shape[0],):
         raise ValueError(f"flags must be [B] with B={images.shape[0]}, got {tuple(flags.shape)}")
     chosen = flags.nonzero().flatten().tolist()
@@ -53,8 +53,3 @@ def hflip(images: torch.Tensor, flags: torch.Tensor) -> torch.Tensor:
     out = images.clone()
     out[chosen] = TF.horizontal_flip_image(images[chosen])
     return out
-
-
-def hflip_masks(masks: torch.Tensor, flags: torch.Tensor) -> torch.Tensor:
-    """:func:`hflip` for label maps ``[B,H,W]``."""
-    return hflip(masks, flags)

@@ -32,7 +32,7 @@ from loaders.dicom import DicomOptions
 from loaders.registry import register_dataset
 from loaders.schema import KEY, safe_key
 from loaders.xray.common import Table, XRayDataset, check_split, find_file, read_table
-from loaders.xray.labels import PATHOLOGIES, UNCERTAIN_POLICIES
+from loaders.xray.labels import PATHOLOGIES, UNCERTAIN_POLICIES, labels_to_json
 
 __all__ = ["CHEXPERT_COLUMNS", "CheXpertDataset", "MIMICDataset", "chexpert_label_matrix", "chexpert_labels"]
 
@@ -119,7 +119,7 @@ def chexpert_labels(
 
 def _extra_json(names: Sequence[str], extras: np.ndarray) -> list[dict[str, float | None]]:
     """Per row, ``meta["extra_labels"]``: the extra observations with NaN as ``None``."""
-    return [{name: (None if value != value else value) for name, value in zip(names, row)} for row in extras.tolist()]
+    return [labels_to_json(zip(names, row)) for row in extras.tolist()]
 
 
 def _observation_columns(table: Table) -> list[tuple[str, int]]:
