@@ -11,7 +11,7 @@ PyAV and h5py are imported only inside the functions that decode media.
 
 from loaders.multimodal.audioset import AudioSetDataset
 from loaders.multimodal.audioset_meta import Ontology, read_class_labels, read_segments
-from loaders.multimodal.clip_io import Clip, read_audio, read_clip, resample
+from loaders.multimodal.clip_io import Clip, read_audio, read_audio_clip, read_clip, resample
 from loaders.multimodal.clips import ClipAdapter
 from loaders.multimodal.ego4d import Ego4DDataset
 from loaders.multimodal.howto100m import HowTo100MDataset
@@ -24,6 +24,7 @@ __all__ = [
     "HowTo100MDataset",
     "Ontology",
     "read_audio",
+    "read_audio_clip",
     "read_class_labels",
     "read_clip",
     "read_segments",

@@ -14,8 +14,10 @@ Layouts accepted under ``root`` (see ``docs/multimodal.md``)::
 Samples: ``audio`` float32 ``[channels, samples]`` (resampled to ``sample_rate``, cropped or
 zero-padded to ``clip_seconds``), ``labels`` float32 527-way multi-hot (MID -> index from
 ``class_labels_indices.csv``), optional ``video``, and ``meta`` (``ytid``, ``start``, ``end``,
-``mids``, ``sample_rate``, ``fps``). HDF5 waveforms decode as ``int16 / 32767`` (PANNs'
-inverse of its ``float32_to_int16``); file audio as ``int16 / 32768``.
+``mids``, ``sample_rate``, ``fps``, ``video_frames_held``, ``audio_samples_padded``). HDF5
+waveforms decode as ``int16 / 32767`` (PANNs' inverse of its ``float32_to_int16``); file audio as
+``int16 / 32768``. A truncated audio or video file (data ending before the length its header
+declares) is a bad sample, not a padded one.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import torch
 
 from loaders.base import SampleError
 from loaders.multimodal.audioset_meta import Ontology, read_class_labels, read_segments
-from loaders.multimodal.clip_io import fit_length, read_audio, remix_channels, resample
+from loaders.multimodal.clip_io import fit_length, read_audio_clip, remix_channels, resample
 from loaders.multimodal.clips import VIDEO_EXTENSIONS, ClipAdapter
 from loaders.registry import register_dataset
 from loaders.schema import KEY
@@ -328,6 +330,7 @@ class AudioSetDataset(ClipAdapter):
         if record["mids"] is not None:
             labels[[self.mid_index[m] for m in record["mids"]]] = 1.0
         video_fields: dict[str, Any] = {}
+        held, padded = 0, 0
         if self.audio_source == "hdf5":
             handle = self._h5_file(record["h5"][0])
             row = record["h5"][1]
@@ -338,7 +341,8 @@ class AudioSetDataset(ClipAdapter):
             audio, rate = resample(remix_channels(audio, self.channels), rate, self.sample_rate or rate), self.sample_rate or rate
             meta["hdf5"] = {"file": record["h5"][0], "row": row}
         elif self.audio_source == "files":
-            audio, rate = read_audio(record["path"], sample_rate=self.sample_rate, channels=self.channels)
+            read = read_audio_clip(record["path"], sample_rate=self.sample_rate, channels=self.channels)
+            audio, rate, padded = read.audio, int(read.sample_rate), read.audio_samples_padded
             meta["audio_file"] = record["path"]
         if self.video_dir is not None or self.audio_source == "video":
             seg = record["end"] - record["start"]
@@ -349,14 +353,18 @@ class AudioSetDataset(ClipAdapter):
             if clip.video is not None:
                 video_fields["video"] = clip.video
                 meta["fps"] = clip.fps
+                held = clip.video_frames_held
             if self.audio_source == "video":
-                audio, rate = clip.audio, int(clip.sample_rate)
+                audio, rate, padded = clip.audio, int(clip.sample_rate), clip.audio_samples_padded
                 meta["has_audio"] = clip.has_audio
             meta["video_file"] = record["video_path"]
         if self.clip_seconds is not None:
             length = round(self.clip_seconds * rate)
             offset = max(0, (audio.shape[1] - length) // 2) if self.crop == "center" else 0
+            padded = min(length, padded + max(0, length - (audio.shape[1] - offset)))
             audio = fit_length(audio, length, offset=offset)
         meta["sample_rate"] = rate
+        meta["video_frames_held"] = int(held)
+        meta["audio_samples_padded"] = int(padded)
         meta["mids"] = [self.mids[i] for i in torch.nonzero(labels).flatten().tolist()] if record["mids"] is None else record["mids"]
         return {**video_fields, "audio": audio.to(torch.float32).contiguous(), "labels": labels, "meta": meta}

@@ -92,8 +92,10 @@ class ClipAdapter(Adapter):
         fps: float | None = None,
         video: bool | None = None,
         audio: bool | None = None,
+        duration: float | None = None,
     ) -> Clip:
-        """Decode ``[start, end)`` of ``path`` with this adapter's options (``fps`` overrides)."""
+        """Decode ``[start, end)`` of ``path`` with this adapter's options (``fps`` overrides);
+        ``duration`` is the media's length per the dataset's metadata (truncation check)."""
         return read_clip(
             path,
             start,
@@ -105,11 +107,13 @@ class ClipAdapter(Adapter):
             video=self.with_video if video is None else video,
             audio=self.with_audio if audio is None else audio,
             missing_audio=self.missing_audio,
+            duration=duration,
         )
 
     @staticmethod
     def clip_fields(clip: Clip, meta: dict[str, Any]) -> dict[str, Any]:
-        """Schema fields for a decoded clip; rates and ``has_audio`` go into ``meta``."""
+        """Schema fields for a decoded clip; rates, ``has_audio`` and the padding counts
+        (``video_frames_held``, ``audio_samples_padded``; ``0`` when none) go into ``meta``."""
         out: dict[str, Any] = {}
         if clip.video is not None:
             out["video"] = clip.video
@@ -118,6 +122,8 @@ class ClipAdapter(Adapter):
             out["audio"] = clip.audio
             meta["sample_rate"] = clip.sample_rate
             meta["has_audio"] = clip.has_audio
+        meta["video_frames_held"] = int(clip.video_frames_held)
+        meta["audio_samples_padded"] = int(clip.audio_samples_padded)
         out["meta"] = meta
         return out
 

@@ -189,6 +189,7 @@ class Ego4DDataset(ClipAdapter):
         self.source, self.passes, self.summaries = source, tuple(passes), summaries
         self.tags, self.drop_unsure, self.num_frames, self.chunk_seconds = tags, drop_unsure, num_frames, float(chunk_seconds)
         self.video_dir = Path(video_dir) if video_dir else versioned / video_source
+        self.video_source = video_source
         self.alpha = alpha
         self.videos: dict[str, dict[str, Any]] = {}
         self.index
@@ -231,7 +232,7 @@ class Ego4DDataset(ClipAdapter):
                 continue
             records.append({
                 KEY: safe_key("egoclip", row["clip_idx"]), "video_uid": row["video_uid"], "start": row["clip_start"],
-                "end": row["clip_end"], "text": normalize_tags(row["clip_text"], self.tags),
+                "end": row["clip_end"], "text": normalize_tags(row["clip_text"], self.tags), "video_dur": row["video_dur"],
                 "info": {k: row[k] for k in ("narration_source", "narration_ind", "narration_time", "tag_verb", "tag_noun")},
             })
         return records
@@ -312,7 +313,17 @@ class Ego4DDataset(ClipAdapter):
         video = torch.cat([p.video for p in parts]) if parts[0].video is not None else None
         audio = torch.cat([p.audio for p in parts], dim=1) if parts[0].audio is not None else None
         return parts[0]._replace(video=video, audio=audio, has_audio=all(p.has_audio for p in parts),
-                                 decoded_frames=sum(p.decoded_frames for p in parts))
+                                 decoded_frames=sum(p.decoded_frames for p in parts),
+                                 video_frames_held=sum(p.video_frames_held for p in parts),
+                                 audio_samples_padded=sum(p.audio_samples_padded for p in parts))
+
+    def _duration(self, record: Mapping[str, Any]) -> float | None:
+        """The video's duration per ``ego4d.json`` (or the egoclip row's ``video_dur``), for the
+        truncation check; ``None`` for ``video_source="clips"`` (durations are the full video's)."""
+        if self.video_source == "clips":
+            return None
+        value = (self.videos.get(record["video_uid"]) or {}).get("duration_sec", record.get("video_dur"))
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
 
     def _load_decoded(self, record: Mapping[str, Any]) -> dict[str, Any]:
         if "error" in record:
@@ -322,6 +333,9 @@ class Ego4DDataset(ClipAdapter):
         if path is None:
             raise SampleError(f"video {uid!r} not found as {str(self.video_dir / (uid + '.mp4'))!r} or a chunk folder")
         fps = self.num_frames / (end - start) if self.num_frames is not None else self.fps
-        clip = self._read_chunked(path, start, end, fps) if os.path.isdir(path) else self.read_window(path, start, end, fps=fps)
+        if os.path.isdir(path):
+            clip = self._read_chunked(path, start, end, fps)
+        else:
+            clip = self.read_window(path, start, end, fps=fps, duration=self._duration(record))
         meta = {"video_uid": uid, "start": start, "end": end, "alpha": self.alpha if self.source == "narrations" else None, **record["info"]}
         return {**self.clip_fields(clip, meta), "text": record["text"]}

@@ -56,13 +56,14 @@ def audio_lag(audio, start: float, rate: int, search: int = 2000) -> int:
     return search - m
 
 
-def write_video(path, seconds=6.0, fps=25, size=(48, 64), rate=16000, audio=True, gop=25, fmt=None, acodec="aac") -> Path:
+def write_video(path, seconds=6.0, fps=25, size=(48, 64), rate=16000, audio=True, gop=25, fmt=None, acodec="aac", options=None) -> Path:
+    """``options``: muxer options, e.g. ``{"movflags": "faststart"}`` (MP4 index before the data)."""
     import av
 
     h, w = size
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w", format=fmt) as container:
+    with av.open(str(path), "w", format=fmt, options=options or {}) as container:
         stream = container.add_stream("libx264", rate=Fraction(fps))
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         stream.options = {"crf": "10", "g": str(gop), "preset": "ultrafast", "threads": "1", "bf": "0"}
@@ -101,7 +102,8 @@ def write_wav(path, seconds, rate, fmt="WAV", subtype="PCM_16", start=0.0) -> Pa
 @pytest.fixture(scope="session")
 def mm():
     """Helpers shared by the test modules (conftest functions are not importable under importlib)."""
-    return SimpleNamespace(chirp=chirp, frame_codes=frame_codes, audio_lag=audio_lag, write_video=write_video, write_wav=write_wav)
+    return SimpleNamespace(chirp=chirp, frame_codes=frame_codes, audio_lag=audio_lag, write_video=write_video, write_wav=write_wav,
+                           audioset_classes=audioset_classes)
 
 
 @pytest.fixture(scope="session")
