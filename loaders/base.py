@@ -15,11 +15,17 @@ and the problem; ``"skip"`` records ``(key, reason)`` in :attr:`Adapter.skipped`
 ``None`` from ``__getitem__`` (drop it with :func:`skip_none_collate`) and is left out by
 :meth:`Adapter.samples`. :meth:`Adapter.stats` always adds up: ``attempted = loaded + skipped``.
 Counts are per process: with DataLoader workers each worker keeps its own.
+
+Files the metadata names but the dataset folder lacks (a partial download) are found when the
+index is built, from folder listings: adapters that check leave them out, count them in
+``stats()["missing"]`` and warn once (:class:`MissingFilesWarning`, naming the count and the
+first one), or raise with ``strict=True`` (see :meth:`Adapter._note_missing`).
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -29,7 +35,7 @@ from torch.utils.data import Dataset, default_collate
 from loaders.codecs import CodecError, decode_sample, encode_sample
 from loaders.schema import KEY, SOURCE, keys_valid_and_unique, validate_key
 
-__all__ = ["Adapter", "ON_ERROR", "SampleError", "check_on_error", "skip_none_collate", "summarize_sample"]
+__all__ = ["Adapter", "MissingFilesWarning", "ON_ERROR", "SampleError", "check_on_error", "skip_none_collate", "summarize_sample"]
 
 ON_ERROR = ("raise", "skip")
 
@@ -49,6 +55,10 @@ class SampleError(Exception):
         self.key = key
         self.path = None if path is None else os.fspath(path)
         self.reason = reason
+
+
+class MissingFilesWarning(UserWarning):
+    """Index-time notice: metadata entries name files that are absent (see ``stats()["missing"]``)."""
 
 
 def check_on_error(on_error: str) -> str:
@@ -95,6 +105,7 @@ class Adapter(Dataset):
         self.transform = transform
         self.skipped: list[tuple[str, str]] = []
         self._attempted = 0
+        self._missing = 0
         self._records: Sequence[dict[str, Any]] | None = None
 
     # -- subclass API ------------------------------------------------------------------------
@@ -156,6 +167,27 @@ class Adapter(Dataset):
                     f"({self._describe_record(records[seen[key]])} and {self._describe_record(record)})"
                 )
             seen[key] = position
+
+    def _note_missing(self, missing: Sequence[str], total: int, *, what: str, strict: bool) -> bool:
+        """Report the ``missing`` files (paths, index order) among the ``total`` that ``what`` names.
+
+        ``strict``: raise ``FileNotFoundError`` naming the count and the first file. Otherwise the
+        count goes to ``stats()["missing"]`` and one :class:`MissingFilesWarning` is issued.
+        Returns ``True`` when none of the ``total`` files is present: the caller then keeps every
+        entry (a metadata-only index: labels and keys, samples raise when loaded); otherwise the
+        caller leaves the missing entries out.
+        """
+        self._missing = len(missing)
+        if not missing:
+            return False
+        head = f"{self.name or type(self).__name__}: {len(missing)} of the {total} {what} are absent (first: {missing[0]!r})"
+        if strict:
+            raise FileNotFoundError(f"{head} [strict=True]")
+        none_present = len(missing) >= total
+        kept = ("none is present, so the index keeps the metadata only and loading a sample raises" if none_present
+                else f"the index holds the {total - len(missing)} present")
+        warnings.warn(f"{head}; {kept} (stats()['missing']; strict=True raises instead)", MissingFilesWarning, stacklevel=3)
+        return none_present
 
     # -- public API --------------------------------------------------------------------------
 
@@ -220,13 +252,15 @@ class Adapter(Dataset):
                 yield sample
 
     def stats(self) -> dict[str, Any]:
-        """Counts for this process: ``attempted == loaded + skipped``, plus the skip reasons."""
+        """Counts for this process: ``attempted == loaded + skipped``, plus the skip reasons and
+        ``missing``: metadata entries whose file was absent when the index was built."""
         return {
             "total": len(self),
             "attempted": self._attempted,
             "loaded": self._attempted - len(self.skipped),
             "skipped": len(self.skipped),
             "skips": [{"key": key, "reason": reason} for key, reason in self.skipped],
+            "missing": self._missing,
         }
 
     def __repr__(self) -> str:

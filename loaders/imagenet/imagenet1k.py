@@ -19,6 +19,11 @@ are mapped id -> wnid (``meta.mat``) -> standard index. The class list comes fro
 leaves and the devkit layout is used), else the packaged list. ``labels="real"`` adds ReaL's
 multi-hot ``labels`` (``real.json``; an all-zero vector where ReaL has no valid label) to val.
 Val keys are ``ILSVRC2012_val_XXXXXXXX`` in every layout; train keys are ``<wnid>/<stem>``.
+
+A val folder holding part of the 50,000 images (a 10k subset, a partial download) indexes the
+images present: ground-truth lines (Kaggle CSV rows, devkit lines, ReaL entries) whose image is
+absent from the folder listing are left out, counted in ``stats()["missing"]`` and named in one
+:class:`~loaders.base.MissingFilesWarning`; ``strict=True`` raises ``FileNotFoundError`` instead.
 """
 
 from __future__ import annotations
@@ -86,6 +91,8 @@ class ImageNetDataset(ImageNetFamily):
         labels: ``"original"`` (default) or ``"real"`` (val only: adds ReaL multi-hot ``labels``).
         real_json: path of ReaL's ``real.json`` (default ``root/real.json``).
         devkit: folder holding ``meta.mat`` and the ground truth (default: searched under root).
+        strict: raise ``FileNotFoundError`` when val metadata (ground truth, ReaL) names images
+            absent from the val folder, instead of indexing the present ones with a warning.
         image_mode, decode, on_error, transform: see :class:`~loaders.imagenet.common.ImageNetFamily`.
 
     Samples: ``image`` (RGB uint8), ``label`` (standard index), ``meta`` (``wnid``, ``file``;
@@ -103,6 +110,7 @@ class ImageNetDataset(ImageNetFamily):
         labels: str = "original",
         real_json: str | os.PathLike | None = None,
         devkit: str | os.PathLike | None = None,
+        strict: bool = False,
         image_mode: str = "RGB",
         decode: bool = True,
         on_error: str = "raise",
@@ -121,6 +129,9 @@ class ImageNetDataset(ImageNetFamily):
         self.labels = labels
         self.real_json = Path(real_json) if real_json is not None else self.root / "real.json"
         self.devkit = Path(devkit) if devkit is not None else None
+        if not isinstance(strict, bool):
+            raise TypeError(f"strict must be a bool, got {type(strict).__name__}")
+        self.strict = strict
         kaggle_data = self.root / KAGGLE_DATA
         self.image_prefix = f"{KAGGLE_DATA}/{split}" if kaggle_data.is_dir() else split
         self.image_dir = self.root / self.image_prefix
@@ -153,12 +164,29 @@ class ImageNetDataset(ImageNetFamily):
             folders = wnid_folders(self.image_dir, self._class_index(), what="imagenet val")
             records = sorted(index_class_folders(os.fspath(self.root), folders, prefix=f"{self.image_prefix}/",
                                                  key_by_folder=False), key=lambda r: r[KEY])
+            sources = []  # indexed from the listing: every record has its file
         elif layout == "kaggle":
-            records = self._kaggle_val(stems)
+            records, sources = self._kaggle_val(stems), [VAL_SOLUTION]
         else:
-            records = self._devkit_val(stems)
-        if self.labels == "real":
-            self._attach_real(records)
+            records, sources = self._devkit_val(stems), [GROUND_TRUTH]
+        # Entries whose image is not in the listing are left out and counted: a val folder holding
+        # a subset must not index 50,000 records that mostly fail to load.
+        real = self._read_real() if self.labels == "real" else None
+        only_real: list[str] = []
+        if real is not None:  # ReaL entry i names ILSVRC2012_val_{i:08d} in every layout
+            sources.append(self.real_json.name)
+            named = {r[KEY] for r in records}
+            only_real = [key for key in (f"ILSVRC2012_val_{i:08d}" for i in range(1, len(real) + 1)) if key not in named]
+        absent = sorted([r[KEY] for r in records if r["name"] is None] + only_real)
+        keep_all = self._note_missing([os.path.join(self.image_dir, f"{key}.JPEG") for key in absent],
+                                      len(records) + len(only_real), what=f"val images named by {' and '.join(sources)}",
+                                      strict=self.strict)
+        if keep_all:  # no image at all: a metadata-only index, loading names the expected file
+            records = [r if r["name"] is not None else {**r, "name": f"{r[KEY]}.JPEG"} for r in records]
+        else:
+            records = [r for r in records if r["name"] is not None]
+        if real is not None:
+            self._attach_real(records, real)
         return records
 
     def _devkit_file(self, name: str) -> Path | None:
@@ -183,7 +211,8 @@ class ImageNetDataset(ImageNetFamily):
         )
 
     def _val_record(self, image_id: str, label: int, stems: Mapping[str, str]) -> dict[str, Any]:
-        name = stems.get(image_id, f"{image_id}.JPEG")
+        """A val row; ``name`` is ``None`` when the listing has no image ``image_id``."""
+        name = stems.get(image_id)
         return {KEY: image_id, "dir": self.image_prefix, "name": name, "label": label}
 
     def _kaggle_val(self, stems: Mapping[str, str]) -> list[dict[str, Any]]:
@@ -218,10 +247,12 @@ class ImageNetDataset(ImageNetFamily):
             records.append(self._val_record(f"ILSVRC2012_val_{number:08d}", index[wnid], stems))
         return records
 
-    def _attach_real(self, records: list[dict[str, Any]]) -> None:
+    def _read_real(self) -> list[list[int]]:
         if not self.real_json.is_file():
             raise FileNotFoundError(f"imagenet labels='real': missing {str(self.real_json)!r} (pass real_json=)")
-        real = read_real_labels(self.real_json, len(self.wnids))
+        return read_real_labels(self.real_json, len(self.wnids))
+
+    def _attach_real(self, records: list[dict[str, Any]], real: Sequence[Sequence[int]]) -> None:
         for record in records:
             match = _VAL_STEM.fullmatch(record[KEY])
             if match is None:

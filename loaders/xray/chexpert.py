@@ -137,7 +137,7 @@ class CheXpertDataset(XRayDataset):
         uncertain: how ``-1.0`` maps: ``"nan"`` (default, as TorchXRayVision), ``"zero"``, ``"one"``.
         views: views to keep: the ``AP/PA`` value for frontal images, ``"L"`` for laterals
             (default PA and AP; ``"*"`` = all).
-        unique_patients, image_format, dicom, decode, on_error, transform: see
+        unique_patients, image_format, dicom, strict, decode, on_error, transform: see
             :class:`loaders.xray.common.XRayDataset`.
     """
 
@@ -154,12 +154,13 @@ class CheXpertDataset(XRayDataset):
         unique_patients: bool = False,
         image_format: str = "native",
         dicom: DicomOptions | None = None,
+        strict: bool = False,
         decode: bool = True,
         on_error: str = "raise",
         transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
         super().__init__(root, views=views, unique_patients=unique_patients, image_format=image_format, dicom=dicom,
-                         decode=decode, on_error=on_error, transform=transform)
+                         strict=strict, decode=decode, on_error=on_error, transform=transform)
         self.split = check_split(self.name, split, ("train", "valid"))
         if uncertain not in UNCERTAIN_POLICIES:
             raise ValueError(f"uncertain must be one of {list(UNCERTAIN_POLICIES)}, got {uncertain!r}")
@@ -218,7 +219,7 @@ class MIMICDataset(XRayDataset):
         csv, metadata_csv, split_csv: override the metadata file locations.
         uncertain: as for ``chexpert``.
         views: ``ViewPosition`` values to keep (default PA and AP; ``"*"`` = all).
-        unique_patients, image_format, dicom, decode, on_error, transform: see
+        unique_patients, image_format, dicom, strict, decode, on_error, transform: see
             :class:`loaders.xray.common.XRayDataset`.
     """
 
@@ -238,12 +239,13 @@ class MIMICDataset(XRayDataset):
         unique_patients: bool = False,
         image_format: str = "native",
         dicom: DicomOptions | None = None,
+        strict: bool = False,
         decode: bool = True,
         on_error: str = "raise",
         transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
         super().__init__(root, views=views, unique_patients=unique_patients, image_format=image_format, dicom=dicom,
-                         decode=decode, on_error=on_error, transform=transform)
+                         strict=strict, decode=decode, on_error=on_error, transform=transform)
         self.split = check_split(self.name, split, (None, "train", "validate", "test"))
         if labeler not in ("chexpert", "negbio"):
             raise ValueError(f"labeler must be 'chexpert' or 'negbio', got {labeler!r}")

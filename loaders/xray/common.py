@@ -17,6 +17,15 @@ values, ``meta``) and :class:`XRayDataset` does the rest the same way for all of
   native display image (after the :class:`loaders.dicom.DicomOptions` pipeline) as a lossless
   8/16-bit PNG; plus ``labels.npy``, ``json`` (meta) and ``mask.png``/``cls`` where present.
 
+Files named by the metadata but absent from the folder (a partial download) are found when the
+index is built, without reading any image: from directory listings (one ``os.listdir`` per
+folder holding images; a folder missing from its parent's listing is not opened), or from one
+``stat`` per image where nearly every image has its own folder (CheXpert and MIMIC studies, where
+a listing each would cost more). The index keeps the images present, ``stats()["missing"]``
+counts the others and one :class:`~loaders.base.MissingFilesWarning` names the count and the
+first; ``strict=True`` raises ``FileNotFoundError`` instead. When none of the named files is
+present the index keeps the metadata only (labels, keys; loading raises), counted and warned.
+
 Boxes travel in ``meta["boxes"]`` as ``[{"label": str, "xyxy": [x0, y0, x1, y1], ...}]`` in
 pixels of the original image (VinDr adds ``"reader"``), so shards need no extra field.
 """
@@ -39,10 +48,12 @@ from loaders.base import Adapter, SampleError
 from loaders.codecs import encode
 from loaders.dicom import DicomOptions, load_dicom
 from loaders.media import decode_image
+from loaders.schema import KEY
 from loaders.xray.labels import PATHOLOGIES
 
 __all__ = [
     "DEFAULT_VIEWS",
+    "FileListings",
     "IMAGE_FORMATS",
     "Table",
     "XRayDataset",
@@ -168,6 +179,45 @@ def kind_of(path: str) -> str:
     return _KIND_OF_SUFFIX[extension]
 
 
+class FileListings:
+    """Which files exist under ``top``, from cached directory listings (no per-file ``stat``).
+
+    A folder is listed once; a folder absent from its parent's listing (parents are listed up to
+    ``top``) reads as empty without a system call, so a partial download costs one listing per
+    folder present, not per file named.
+    """
+
+    def __init__(self, top: str | os.PathLike) -> None:
+        self.top = os.path.normpath(os.fspath(top))
+        self._names: dict[str, frozenset[str] | None] = {}
+
+    def names(self, folder: str) -> frozenset[str] | None:
+        """The entry names of ``folder`` (empty if it does not exist; ``None`` if unreadable)."""
+        if folder in self._names:
+            return self._names[folder]
+        parent, base = os.path.split(folder)
+        names: frozenset[str] | None
+        above = self.names(parent) if folder.startswith(self.top + os.sep) and parent != folder else None
+        if above is not None and base not in above:
+            names = frozenset()
+        else:
+            try:
+                names = frozenset(os.listdir(folder))
+            except (FileNotFoundError, NotADirectoryError):
+                names = frozenset()
+            except OSError:  # e.g. no read permission: unknown, assume present
+                names = None
+        self._names[folder] = names
+        return names
+
+    def has(self, path: str | os.PathLike | None) -> bool:
+        if path is None:
+            return False
+        folder, name = os.path.split(os.path.normpath(os.fspath(path)))
+        names = self.names(folder)
+        return names is None or name in names
+
+
 # --- images --------------------------------------------------------------------------------------
 
 
@@ -212,11 +262,16 @@ class XRayDataset(Adapter):
         unique_patients: bool = False,
         image_format: str = "native",
         dicom: DicomOptions | None = None,
+        strict: bool = False,
         decode: bool = True,
         on_error: str = "raise",
         transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
         super().__init__(decode=decode, on_error=on_error, transform=transform)
+        if not isinstance(strict, bool):
+            raise TypeError(f"strict must be a bool, got {type(strict).__name__}")
+        self.strict = strict
+        self._listings: FileListings | None = None  # while indexing only
         if root is None:
             raise ValueError(f"{self.name}: root= is required (the dataset folder as distributed)")
         self.root = Path(root)
@@ -255,9 +310,11 @@ class XRayDataset(Adapter):
 
     def _build_index(self) -> list[dict[str, Any]]:
         rows = self._rows()
-        if self.views is not None:
-            rows = [row for row in rows if (row.get("view") or "UNKNOWN") in self.views]
+        if self.views is not None:  # view None: read from a file that is absent, counted below
+            rows = [row for row in rows if row.get("view", "") is None or (row.get("view") or "UNKNOWN") in self.views]
         rows = self._after_view_filter(rows)
+        rows = self._present_rows(rows)
+        self._listings = None
         if self.unique_patients:
             seen: set[str] = set()
             kept = []
@@ -267,6 +324,28 @@ class XRayDataset(Adapter):
                     kept.append(row)
             rows = kept
         return rows
+
+    def _present_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The rows whose image exists (after the view filter: rows of other views are not
+        counted); the others are counted and warned about, or raise with ``strict``."""
+        paths = [row.get("path") for row in rows]
+        folders = len({os.path.dirname(path) for path in paths if path is not None})
+        if folders * 2 > len(paths):  # ~1 image per folder (CheXpert, MIMIC studies): a stat each is cheaper
+            present = [path is not None and os.path.isfile(path) for path in paths]
+        else:
+            present = [self._has_file(path) for path in paths]
+        absent = [row.get("path") or row.get("missing") or row[KEY] for row, ok in zip(rows, present) if not ok]
+        source = getattr(self, "csv", None)
+        what = f"images named by {Path(source).name}" if source is not None else "images named by the metadata"
+        if self._note_missing(absent, len(rows), what=what, strict=self.strict) or not absent:
+            return rows
+        return [row for row, ok in zip(rows, present) if ok]
+
+    def _has_file(self, path: str | os.PathLike | None) -> bool:
+        """Whether ``path`` exists, from cached folder listings (while the index is built)."""
+        if self._listings is None:
+            self._listings = FileListings(self.root)
+        return self._listings.has(path)
 
     @property
     def labels(self) -> np.ndarray:

@@ -45,7 +45,7 @@ class COVID19Dataset(XRayDataset):
         split: only ``None``.
         csv: the metadata file (default ``root/metadata.csv``).
         views: ``view`` values to keep (default PA and AP; ``"*"`` = all).
-        unique_patients, image_format, dicom, decode, on_error, transform: see
+        unique_patients, image_format, dicom, strict, decode, on_error, transform: see
             :class:`loaders.xray.common.XRayDataset`.
     """
 
@@ -61,12 +61,13 @@ class COVID19Dataset(XRayDataset):
         unique_patients: bool = False,
         image_format: str = "native",
         dicom: DicomOptions | None = None,
+        strict: bool = False,
         decode: bool = True,
         on_error: str = "raise",
         transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
         super().__init__(root, views=views, unique_patients=unique_patients, image_format=image_format, dicom=dicom,
-                         decode=decode, on_error=on_error, transform=transform)
+                         strict=strict, decode=decode, on_error=on_error, transform=transform)
         self.split = check_split(self.name, split, (None,))  # the release has no split
         self.csv = Path(csv) if csv is not None else find_file(self.root, ("metadata.csv",), what="COVID-19 metadata.csv", option="csv")
         self.index

@@ -45,6 +45,7 @@ class MergedXRayDataset(Adapter):
         self.datasets = list(datasets)
         self.pathologies = tuple(pathologies)
         self._offsets = np.cumsum([0] + [len(d) for d in self.datasets]).tolist()
+        self._missing = sum(d.stats()["missing"] for d in self.datasets)  # files absent from each collection
 
     def _build_index(self) -> list[dict[str, Any]]:
         return [{KEY: f"{d.name}/{r[KEY]}", "dataset": i, "position": j, "path": r.get("path")}

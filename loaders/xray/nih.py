@@ -102,7 +102,7 @@ class NIHDataset(XRayDataset):
         bbox_csv: the box list (default ``root/BBox_List_2017.csv`` if present; ``False`` = none).
         images: the flat image folder under ``root`` (default: ``images/`` or the Kaggle folders).
         views: ``View Position`` values to keep (default PA and AP; ``"*"`` = all).
-        unique_patients, image_format, dicom, decode, on_error, transform: see
+        unique_patients, image_format, dicom, strict, decode, on_error, transform: see
             :class:`loaders.xray.common.XRayDataset`.
     """
 
@@ -120,12 +120,13 @@ class NIHDataset(XRayDataset):
         unique_patients: bool = False,
         image_format: str = "native",
         dicom: DicomOptions | None = None,
+        strict: bool = False,
         decode: bool = True,
         on_error: str = "raise",
         transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
         super().__init__(root, views=views, unique_patients=unique_patients, image_format=image_format, dicom=dicom,
-                         decode=decode, on_error=on_error, transform=transform)
+                         strict=strict, decode=decode, on_error=on_error, transform=transform)
         self.split = check_split(self.name, split, (None, *_SPLIT_LISTS))
         self.csv = Path(csv) if csv is not None else find_file(self.root, _DATA_ENTRY, what="NIH Data_Entry CSV", option="csv")
         if bbox_csv is None:
@@ -176,7 +177,7 @@ class NIHGoogleDataset(XRayDataset):
         root: the NIH folder (images as for ``nih``) holding the relabel CSV.
         split: ``None`` (both), ``"test"`` or ``"val"`` (the ``Set Id`` column).
         csv: the relabel CSV (default ``root/google2019_nih-chest-xray-labels.csv[.gz]``).
-        images, views, unique_patients, image_format, dicom, decode, on_error, transform: as ``nih``.
+        images, views, unique_patients, image_format, dicom, strict, decode, on_error, transform: as ``nih``.
     """
 
     name = "nih-google"
@@ -192,12 +193,13 @@ class NIHGoogleDataset(XRayDataset):
         unique_patients: bool = False,
         image_format: str = "native",
         dicom: DicomOptions | None = None,
+        strict: bool = False,
         decode: bool = True,
         on_error: str = "raise",
         transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
         super().__init__(root, views=views, unique_patients=unique_patients, image_format=image_format, dicom=dicom,
-                         decode=decode, on_error=on_error, transform=transform)
+                         strict=strict, decode=decode, on_error=on_error, transform=transform)
         self.split = check_split(self.name, split, (None, "test", "val"))
         self.csv = Path(csv) if csv is not None else find_file(self.root, _GOOGLE_CSV, what="Google relabel CSV", option="csv")
         self.images = images

@@ -43,7 +43,7 @@ class NLMTBDataset(XRayDataset):
         split: only ``None``.
         subset: ``"both"`` (default), ``"montgomery"`` or ``"shenzhen"``.
         views: every image is ``"PA"`` (default PA and AP keeps all).
-        unique_patients, image_format, dicom, decode, on_error, transform: see
+        unique_patients, image_format, dicom, strict, decode, on_error, transform: see
             :class:`loaders.xray.common.XRayDataset` (one image per patient already).
     """
 
@@ -60,12 +60,13 @@ class NLMTBDataset(XRayDataset):
         unique_patients: bool = False,
         image_format: str = "native",
         dicom: DicomOptions | None = None,
+        strict: bool = False,
         decode: bool = True,
         on_error: str = "raise",
         transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
         super().__init__(root, views=views, unique_patients=unique_patients, image_format=image_format, dicom=dicom,
-                         decode=decode, on_error=on_error, transform=transform)
+                         strict=strict, decode=decode, on_error=on_error, transform=transform)
         self.split = check_split(self.name, split, (None,))  # the release has no split
         if subset not in ("both", *_SETS):
             raise ValueError(f"subset must be one of {['both', *_SETS]}, got {subset!r}")

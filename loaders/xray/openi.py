@@ -96,7 +96,7 @@ class OpenIDataset(XRayDataset):
         view_source: ``"dicom"`` (``View Position``) or ``"tsne"`` (t-SNE derived PA/L).
         view_csv: the view table (default: looked up in ``root``).
         views: views to keep (default PA and AP; ``"*"`` = all and needs no view table).
-        unique_patients, image_format, dicom, decode, on_error, transform: see
+        unique_patients, image_format, dicom, strict, decode, on_error, transform: see
             :class:`loaders.xray.common.XRayDataset`.
     """
 
@@ -114,12 +114,13 @@ class OpenIDataset(XRayDataset):
         unique_patients: bool = False,
         image_format: str = "native",
         dicom: DicomOptions | None = None,
+        strict: bool = False,
         decode: bool = True,
         on_error: str = "raise",
         transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
         super().__init__(root, views=views, unique_patients=unique_patients, image_format=image_format, dicom=dicom,
-                         decode=decode, on_error=on_error, transform=transform)
+                         strict=strict, decode=decode, on_error=on_error, transform=transform)
         self.split = check_split(self.name, split, (None,))  # the release has no split
         if view_source not in _VIEW_SOURCES:
             raise ValueError(f"view_source must be one of {sorted(_VIEW_SOURCES)}, got {view_source!r}")

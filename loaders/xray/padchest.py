@@ -89,7 +89,7 @@ class PadChestDataset(XRayDataset):
         exclude_children: drop patients aged 10 or less in 2019, as TorchXRayVision does.
         drop_known_broken: leave out :data:`KNOWN_BROKEN`.
         views: ``Projection`` values to keep (default PA and AP; ``"*"`` = all).
-        unique_patients, image_format, dicom, decode, on_error, transform: see
+        unique_patients, image_format, dicom, strict, decode, on_error, transform: see
             :class:`loaders.xray.common.XRayDataset`.
     """
 
@@ -107,12 +107,13 @@ class PadChestDataset(XRayDataset):
         unique_patients: bool = False,
         image_format: str = "native",
         dicom: DicomOptions | None = None,
+        strict: bool = False,
         decode: bool = True,
         on_error: str = "raise",
         transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
         super().__init__(root, views=views, unique_patients=unique_patients, image_format=image_format, dicom=dicom,
-                         decode=decode, on_error=on_error, transform=transform)
+                         strict=strict, decode=decode, on_error=on_error, transform=transform)
         self.split = check_split(self.name, split, (None,))  # the release has no split
         self.csv = Path(csv) if csv is not None else find_file(self.root, _CSV, what="PadChest CSV", option="csv")
         self.exclude_children, self.drop_known_broken = bool(exclude_children), bool(drop_known_broken)

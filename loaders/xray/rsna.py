@@ -46,7 +46,7 @@ class RSNAPneumoniaDataset(XRayDataset):
         dicom_headers_csv: a table with ``PatientID`` and ``ViewPosition`` columns (default:
             looked up in ``root``; ``False`` = read the DICOM headers instead).
         views: ``ViewPosition`` values to keep (default PA and AP; ``"*"`` = all).
-        unique_patients, image_format, dicom, decode, on_error, transform: see
+        unique_patients, image_format, dicom, strict, decode, on_error, transform: see
             :class:`loaders.xray.common.XRayDataset` (one image per patient already).
     """
 
@@ -65,12 +65,13 @@ class RSNAPneumoniaDataset(XRayDataset):
         unique_patients: bool = False,
         image_format: str = "native",
         dicom: DicomOptions | None = None,
+        strict: bool = False,
         decode: bool = True,
         on_error: str = "raise",
         transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
         super().__init__(root, views=views, unique_patients=unique_patients, image_format=image_format, dicom=dicom,
-                         decode=decode, on_error=on_error, transform=transform)
+                         strict=strict, decode=decode, on_error=on_error, transform=transform)
         self.split = check_split(self.name, split, ("train",))
         self.kind = kind_of("x" + extension)
         self.extension, self.images = extension, images
@@ -118,12 +119,14 @@ class RSNAPneumoniaDataset(XRayDataset):
         for patient, entry in patients.items():
             path = str(folder / f"{patient}{self.extension}")
             view = views.get(patient)
+            unread = False  # the view filter needs the header of a file that is absent: counted as missing
             if view is None and self.views is not None and self.kind == "dcm":
-                view = dicom_header_fields(path, ["ViewPosition"]).get("ViewPosition")
+                unread = not self._has_file(path)
+                view = None if unread else dicom_header_fields(path, ["ViewPosition"]).get("ViewPosition")
             meta: dict[str, Any] = {"boxes": entry["boxes"]}
             if patient in classes:
                 meta["class"] = classes[patient]
-            rows.append({KEY: safe_key(patient), "path": path, "kind": self.kind, "view": view or "UNKNOWN", "patient": patient,
+            rows.append({KEY: safe_key(patient), "path": path, "kind": self.kind, "view": None if unread else view or "UNKNOWN", "patient": patient,
                          "labels": harmonise({"Pneumonia": entry["target"], "Lung Opacity": entry["target"]}).tolist(),
                          "meta": meta})
         return rows

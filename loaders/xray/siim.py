@@ -97,7 +97,7 @@ class SIIMPneumothoraxDataset(XRayDataset):
         views: the CSV has no view; anything but ``"*"`` (the default) reads ``ViewPosition``
             from each DICOM header at indexing time.
         unique_patients: reads ``PatientID`` from the DICOM headers (otherwise patient = image).
-        image_format, dicom, decode, on_error, transform: see :class:`loaders.xray.common.XRayDataset`.
+        image_format, dicom, strict, decode, on_error, transform: see :class:`loaders.xray.common.XRayDataset`.
     """
 
     name = "siim-pneumothorax"
@@ -116,12 +116,13 @@ class SIIMPneumothoraxDataset(XRayDataset):
         unique_patients: bool = False,
         image_format: str = "native",
         dicom: DicomOptions | None = None,
+        strict: bool = False,
         decode: bool = True,
         on_error: str = "raise",
         transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
         super().__init__(root, views=views, unique_patients=unique_patients, image_format=image_format, dicom=dicom,
-                         decode=decode, on_error=on_error, transform=transform)
+                         strict=strict, decode=decode, on_error=on_error, transform=transform)
         self.split = check_split(self.name, split, ("train",))
         if rle not in _RLE_MODES:
             raise ValueError(f"rle must be one of {_RLE_MODES}, got {rle!r}")
@@ -155,7 +156,8 @@ class SIIMPneumothoraxDataset(XRayDataset):
             path = files.get(image)
             header = dicom_header_fields(path, need) if need else {}
             rows.append({KEY: safe_key(image.replace(".", "_")), "path": path, "kind": "dcm",
-                         "view": header.get("ViewPosition", "UNKNOWN"), "patient": header.get("PatientID", image),
+                         "view": None if path is None and self.views is not None else header.get("ViewPosition", "UNKNOWN"),
+                         "patient": header.get("PatientID", image),
                          "labels": harmonise({"Pneumothorax": float(bool(runs))}).tolist(),
                          "meta": {"image_id": image, "masks": len(runs)}, "rle": runs,
                          "missing": f"no {image}.dcm under {str(self.root / self.images)!r}"})

@@ -63,7 +63,7 @@ class VinDrCXRDataset(XRayDataset):
         views: the CSV has no view; anything but ``"*"`` (the default) reads ``ViewPosition``
             from each DICOM header at indexing time.
         unique_patients: patient = image (VinDr is de-identified per image).
-        image_format, dicom, decode, on_error, transform: see :class:`loaders.xray.common.XRayDataset`.
+        image_format, dicom, strict, decode, on_error, transform: see :class:`loaders.xray.common.XRayDataset`.
     """
 
     name = "vindr-cxr"
@@ -80,12 +80,13 @@ class VinDrCXRDataset(XRayDataset):
         unique_patients: bool = False,
         image_format: str = "native",
         dicom: DicomOptions | None = None,
+        strict: bool = False,
         decode: bool = True,
         on_error: str = "raise",
         transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
         super().__init__(root, views=views, unique_patients=unique_patients, image_format=image_format, dicom=dicom,
-                         decode=decode, on_error=on_error, transform=transform)
+                         strict=strict, decode=decode, on_error=on_error, transform=transform)
         self.split = check_split(self.name, split, ("train", "test"))
         self.images = images or split
         self.csv = Path(csv) if csv is not None else find_file(
@@ -108,7 +109,9 @@ class VinDrCXRDataset(XRayDataset):
         rows = []
         for image, entry in images.items():
             path = str(folder / f"{image}.dicom")
-            view = dicom_header_fields(path, ["ViewPosition"]).get("ViewPosition", "UNKNOWN") if self.views is not None else "UNKNOWN"
+            view = "UNKNOWN"
+            if self.views is not None:  # None: no header to read (file absent), counted as missing
+                view = dicom_header_fields(path, ["ViewPosition"]).get("ViewPosition", "UNKNOWN") if self._has_file(path) else None
             rows.append({KEY: safe_key(image), "path": path, "kind": "dcm", "view": view, "patient": image,
                          "labels": vindr_labels(entry["names"]).tolist(),
                          "meta": {"findings": sorted(set(entry["names"])), "boxes": entry["boxes"]}})
