@@ -1,6 +1,6 @@
 """The base class every ``augment`` transform shares.
 
-A transform is split the torchvision-v2 way (see ``style.md``): :meth:`Transform.make_params` draws
+A transform is split the torchvision-v2 way: :meth:`Transform.make_params` draws
 *all* randomness for a batch, one draw per sample, from torch only (optionally from a
 ``torch.Generator`` passed to the call), and :meth:`Transform.apply` calls a pure function of
 :mod:`augment.functional` with those parameters. Parameters are a ``dict`` of tensors whose first
@@ -28,13 +28,20 @@ Params = dict[str, torch.Tensor]
 
 
 def check_image(x: Any, name: str = "image") -> torch.Tensor:
-    """Validate an image tensor ``[C,H,W]`` or ``[B,C,H,W]`` (uint8 or floating point)."""
+    """Validate an image tensor ``[C,H,W]`` or ``[B,C,H,W]`` (uint8 or floating point).
+
+    ``B = 0`` (an empty batch) is valid; images with ``C``, ``H`` or ``W`` = 0 are not
+    (``ValueError`` naming the shape), since no op has a meaning on them.
+    """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor [C,H,W] or [B,C,H,W], got {type(x).__name__}")
     if x.ndim not in (3, 4):
         raise ValueError(f"{name} must have shape [C,H,W] or [B,C,H,W], got {tuple(x.shape)}")
     if not (x.dtype == torch.uint8 or x.is_floating_point()):
         raise TypeError(f"{name} must be uint8 or floating point, got {x.dtype}")
+    if 0 in x.shape[-3:]:
+        raise ValueError(f"{name} has a zero-size dimension: shape {tuple(x.shape)}; C, H and W must be >= 1 "
+                         "(an empty batch, B = 0, is fine)")
     return x
 
 

@@ -10,6 +10,7 @@ Geometric ops carry ``tv_tensors.Mask`` (batched) and ``BoundingBoxes`` (per ima
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -194,8 +195,8 @@ class AugMix(_AutoAugmentBase):
         if isinstance(chain_depth, bool) or not isinstance(chain_depth, int) or chain_depth == 0:
             raise ValueError(f"chain_depth must be a positive int, or negative for a random depth in 1..3, got {chain_depth!r}")
         self.chain_depth = chain_depth
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha <= 0:
-            raise ValueError(f"alpha must be a float > 0, got {alpha!r}")
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < math.inf:
+            raise ValueError(f"alpha must be a finite float > 0, got {alpha!r}")
         self.alpha = float(alpha)
         self.all_ops = bool(all_ops)
 

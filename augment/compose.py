@@ -7,6 +7,7 @@ the same parameters, masks follow geometric children) holds for whole pipelines.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -82,7 +83,7 @@ class OneOf(Transform):
 
     Args:
         transforms: a non-empty sequence of augment transforms.
-        p: one weight per transform (normalised), or ``None``.
+        p: one finite, non-negative weight per transform (normalised; a positive sum), or ``None``.
     """
 
     def __init__(self, transforms: Sequence[Transform], p: Sequence[float] | None = None) -> None:
@@ -90,7 +91,9 @@ class OneOf(Transform):
         if not self.transforms:
             raise ValueError("OneOf needs at least one transform")
         if p is not None:
-            if len(p) != len(self.transforms) or any(not isinstance(v, (int, float)) or v < 0 for v in p) or sum(p) <= 0:
+            if (len(p) != len(self.transforms)
+                    or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < math.inf for v in p)
+                    or sum(p) <= 0):
                 raise ValueError(f"p must hold {len(self.transforms)} non-negative weights with a positive sum, got {p!r}")
             p = tuple(float(v) for v in p)
         self.p = p
@@ -102,7 +105,10 @@ class OneOf(Transform):
     def make_params(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Params:
         weights = torch.tensor(self.p if self.p is not None else [1.0] * len(self.transforms), dtype=torch.float64)
         device = draw_device(generator)
-        choice = torch.multinomial(weights.to(device), x.shape[0], replacement=True, generator=generator).cpu()
+        if x.shape[0]:
+            choice = torch.multinomial(weights.to(device), x.shape[0], replacement=True, generator=generator).cpu()
+        else:  # an empty batch (multinomial refuses to draw 0 samples)
+            choice = torch.empty(0, dtype=torch.int64)
         params: Params = {"choice": choice}
         for i, t in enumerate(self.transforms):
             params.update(_prefixed(t.make_params(x, generator), i))

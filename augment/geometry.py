@@ -39,7 +39,7 @@ def _range(name: str, value: Sequence[float], positive: bool) -> tuple[float, fl
     if not isinstance(value, Sequence) or len(value) != 2 or not all(isinstance(v, (int, float)) for v in value):
         raise ValueError(f"{name} must be (low, high), got {value!r}")
     low, high = float(value[0]), float(value[1])
-    if not low <= high or (positive and low <= 0) or low < 0:
+    if not (math.isfinite(low) and math.isfinite(high)) or not low <= high or (positive and low <= 0) or low < 0:
         raise ValueError(f"{name} must satisfy {'0 < ' if positive else '0 <= '}low <= high, got {value!r}")
     return low, high
 
@@ -95,7 +95,8 @@ class RandomResizedCrop(Transform):
 
     def make_params(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Params:
         height, width = x.shape[-2:]
-        return {"boxes": torch.tensor([self._box(height, width, generator) for _ in range(x.shape[0])], dtype=torch.int64)}
+        boxes = [self._box(height, width, generator) for _ in range(x.shape[0])]
+        return {"boxes": torch.tensor(boxes, dtype=torch.int64).view(len(boxes), 4)}
 
     def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
         return resized_crop(x, params["boxes"], self.size, interpolation=self.interpolation, antialias=self.antialias)

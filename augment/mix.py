@@ -11,6 +11,7 @@ shared ``lam`` and box, and for odd ``B`` the unpaired sample mixes one-way with
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -24,12 +25,24 @@ __all__ = ["MIX_MODES", "CutMix", "MixUp", "MixUpCutMix"]
 MIX_MODES = ("batch", "pair", "elem")
 
 
+def _check_alpha(alpha: Any, name: str) -> None:
+    """``alpha`` of :class:`MixUp` / :class:`CutMix`: a finite float > 0.
+
+    timm's ``Mixup`` reads ``mixup_alpha = 0`` / ``cutmix_alpha = 0`` as "disabled"; a MixUp or
+    CutMix that is disabled is a mistake here, so 0 (like nan, inf and negatives) is refused.
+    """
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < math.inf:
+        raise ValueError(f"{name}: alpha must be a finite float > 0 (the Beta(alpha, alpha) parameter), got {alpha!r}; "
+                         "to disable it, leave the op out (MixUpCutMix takes 0 to disable one of the two)")
+
+
 class MixUpCutMix:
     """MixUp and/or CutMix on a batch, choosing CutMix with probability ``switch_prob``.
 
     Call as ``mix(x, target)`` -> ``(x_mixed, target_mixed)``, or ``mix(x, target, mask)`` ->
     ``(x, target, mask)`` (CutMix only: a MixUp of label maps is meaningless). ``x`` is
-    ``[B,C,H,W]`` (uint8 or float, any device, ``B >= 2``); ``target`` class indices ``[B]`` (needs
+    ``[B,C,H,W]`` (uint8 or float, any device, ``B >= 2``; an empty batch, ``B = 0``, comes back
+    unchanged); ``target`` class indices ``[B]`` (needs
     ``num_classes``) or multi-hot / soft ``[B,K]``; the mixed targets are float32 ``[B,K]``.
 
     Args:
@@ -47,8 +60,8 @@ class MixUpCutMix:
                  prob: float = 1.0, mode: str = "batch", correct_lam: bool = True, label_smoothing: float = 0.1,
                  num_classes: int | None = None) -> None:
         for name, value in (("mixup_alpha", mixup_alpha), ("cutmix_alpha", cutmix_alpha)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"{name} must be a float >= 0, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+                raise ValueError(f"{name} must be a finite float >= 0 (0 disables it), got {value!r}")
         if mixup_alpha == 0 and cutmix_alpha == 0:
             raise ValueError("at least one of mixup_alpha and cutmix_alpha must be > 0")
         for name, value in (("switch_prob", switch_prob), ("prob", prob)):
@@ -89,8 +102,12 @@ class MixUpCutMix:
         """Draw ``partner``, ``lam`` (weight of the own sample, after ``correct_lam``),
         ``cutmix`` (bool) and ``boxes`` ``(top, left, bottom, right)`` for the batch ``x``."""
         batch, height, width = x.shape[0], x.shape[-2], x.shape[-1]
+        if batch == 0:  # an empty batch: nothing to mix, nothing drawn
+            return {"partner": torch.empty(0, dtype=torch.int64), "lam": torch.empty(0, dtype=torch.float64),
+                    "cutmix": torch.empty(0, dtype=torch.bool), "boxes": torch.empty((0, 4), dtype=torch.int64)}
         if batch < 2:
-            raise ValueError(f"{type(self).__name__} mixes samples of a batch: needs [B,C,H,W] with B >= 2, got B={batch}")
+            raise ValueError(f"{type(self).__name__} mixes samples of a batch: needs [B,C,H,W] with B >= 2 "
+                             f"(or an empty batch), got B={batch}")
         partner, group, groups = self._groups(batch, generator)
         device = draw_device(generator)
         use_cutmix = torch.rand(groups, generator=generator, device=device).cpu() < self.switch_prob
@@ -163,13 +180,13 @@ class MixUp(MixUpCutMix):
     """MixUp only: ``x = lam * x + (1 - lam) * x[partner]``, ``lam ~ Beta(alpha, alpha)``.
 
     Args:
-        alpha: the Beta parameter (> 0). Other arguments as :class:`MixUpCutMix`.
+        alpha: the Beta parameter, a finite float > 0 (0, nan, inf raise ``ValueError``).
+            Other arguments as :class:`MixUpCutMix`.
     """
 
     def __init__(self, alpha: float = 0.8, prob: float = 1.0, mode: str = "batch", label_smoothing: float = 0.1,
                  num_classes: int | None = None) -> None:
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha <= 0:
-            raise ValueError(f"alpha must be a float > 0, got {alpha!r}")
+        _check_alpha(alpha, "MixUp")
         super().__init__(alpha, 0.0, 0.0, prob, mode, True, label_smoothing, num_classes)
 
 
@@ -177,11 +194,11 @@ class CutMix(MixUpCutMix):
     """CutMix only: paste a box of area ``~(1 - lam)`` from the partner; carries masks.
 
     Args:
-        alpha: the Beta parameter (> 0). Other arguments as :class:`MixUpCutMix`.
+        alpha: the Beta parameter, a finite float > 0 (0, nan, inf raise ``ValueError``).
+            Other arguments as :class:`MixUpCutMix`.
     """
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, mode: str = "batch", correct_lam: bool = True,
                  label_smoothing: float = 0.1, num_classes: int | None = None) -> None:
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha <= 0:
-            raise ValueError(f"alpha must be a float > 0, got {alpha!r}")
+        _check_alpha(alpha, "CutMix")
         super().__init__(0.0, alpha, 1.0, prob, mode, correct_lam, label_smoothing, num_classes)

@@ -82,7 +82,8 @@ class PatchInfill(_PatchTransform):
         replace_rate: fraction of the image replaced, a float in ``[0, 1)`` or a ``(low, high)``
             range drawn uniformly per sample (the paper shows 0.25 and 0.375). The region is the
             centred rectangle of patches whose area is closest to the rate
-            (:func:`augment.functional.infill_region`).
+            (:func:`augment.functional.infill_region`). The patch grid must be at least 3x3 (a
+            border of patches around the region); smaller grids raise ``ValueError`` at call.
         model_patch_size: the model's input patch size; ``patch_size`` must be a multiple of it.
     """
 
@@ -102,6 +103,22 @@ class PatchInfill(_PatchTransform):
         if not 0.0 <= low <= high < 1.0:
             raise ValueError(f"replace_rate must lie in [0, 1) with low <= high, got {replace_rate!r}")
         self.replace_rate = replace_rate
+
+    def _grid(self, x: torch.Tensor) -> tuple[int, int]:
+        rows, cols = super()._grid(x)
+        try:
+            F.check_infill_grid(rows, cols)
+        except ValueError:
+            height, width = x.shape[-2], x.shape[-1]
+            step = self.model_patch_size or 1
+            fits = [d for d in range(step, min(height, width) // F.MIN_INFILL_GRID + 1, step)
+                    if height % d == 0 and width % d == 0]
+            raise ValueError(
+                f"PatchInfill: patch_size {self.patch_size} gives a {rows}x{cols} patch grid on a {height}x{width} "
+                f"image, which leaves no room for a central region with a border of patches on every side "
+                f"(the grid must be at least {F.MIN_INFILL_GRID}x{F.MIN_INFILL_GRID}); patch sizes that fit: {fits}"
+            ) from None
+        return rows, cols
 
     def _bounds(self) -> tuple[float, float]:
         rate = self.replace_rate

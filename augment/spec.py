@@ -1,11 +1,15 @@
 """A strict text / JSON form for augment pipelines, parsed into frozen dataclasses.
 
-String form (whitespace around separators is ignored)::
+String form (spaces and tabs around separators are ignored)::
 
     spec     := section ("|" section)*          # applied in order (Compose)
     section  := choice ("/" choice)*            # several choices -> OneOf, one per sample
     choice   := name [":" arg ("," arg)*]
-    arg      := key "=" value                   # int, float, true/false, none, or low~high
+    arg      := key "=" value                   # int, float, true/false, none, a name, or low~high
+
+Numbers are ASCII only: ``[+-]digits`` is an int; a float is decimal with an optional exponent
+(``0.25``, ``.5``, ``1e3``). Unicode digits, underscores, ``inf`` and ``nan`` are refused, although
+Python's ``int()`` / ``float()`` take them. Names (``bilinear``) are ASCII letters, digits and ``_``.
 
 The key ``p`` on any choice wraps it in :class:`~augment.compose.RandomApply`, except on ops that
 take a probability themselves (``horizontal_flip``), which receive it. Example::
@@ -23,6 +27,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -56,6 +61,15 @@ def _own_keys(name: str) -> list[str]:
 def _allowed_keys(name: str) -> list[str]:
     own = _own_keys(name)
     return own if "p" in own else own + ["p"]
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"a JSON spec holds finite numbers only, got {name}")
+
+
+def _check_finite(name: str, key: str, value: Any) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"op {name!r}: {key} must be a finite number, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -105,8 +119,11 @@ class OpSpec:
                 if len(value) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
                     raise ValueError(f"op {name!r}: {key} ranges must be [low, high] numbers, got {value!r}")
                 value = (float(value[0]), float(value[1]))
+                _check_finite(name, key, value[0])
+                _check_finite(name, key, value[1])
             elif not (value is None or isinstance(value, (bool, int, float, str))):
                 raise ValueError(f"op {name!r}: {key} must be a number, bool, string, null or [low, high], got {value!r}")
+            _check_finite(name, key, value)
             args.append((key, value))
         return cls(name, tuple(args), data.get("p"))
 
@@ -135,7 +152,7 @@ class AugmentSpec:
 
     @classmethod
     def from_json(cls, text: str | list) -> AugmentSpec:
-        data = json.loads(text) if isinstance(text, str) else text
+        data = json.loads(text, parse_constant=_refuse_constant) if isinstance(text, str) else text
         if not isinstance(data, list) or not all(isinstance(section, list) for section in data):
             raise ValueError("a JSON spec must be a list of sections, each a list of op objects")
         return cls(tuple(tuple(OpSpec.from_json(op) for op in section) for section in data))
@@ -144,8 +161,19 @@ class AugmentSpec:
         return format_spec(self)
 
 
+#: whitespace ignored around separators and values: ASCII space and tab only (``str.strip()`` would
+#: also drop Unicode spaces such as U+00A0 or U+2003)
+_SPACE = " \t"
+_INT = re.compile(r"[+-]?[0-9]+")
+_FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_NON_FINITE = frozenset({"inf", "infinity", "nan"})
+
+
 def _parse_value(text: str, where: str) -> Value:
-    text = text.strip()
+    text = text.strip(_SPACE)
+    if not text.isascii():
+        raise ValueError(f"{where}: {text!r} is not a number or a name (spec values are ASCII)")
     lowered = text.lower()
     if lowered in ("true", "false"):
         return lowered == "true"
@@ -154,42 +182,42 @@ def _parse_value(text: str, where: str) -> Value:
     if "~" in text:
         low, _, high = text.partition("~")
         return (float(_parse_number(low, where)), float(_parse_number(high, where)))
-    try:
-        return _parse_number(text, where)
-    except ValueError:
-        if text.replace("_", "").isalnum():
-            return text
-        raise
+    if _WORD.fullmatch(text) and lowered.lstrip("+-") not in _NON_FINITE:
+        return text
+    return _parse_number(text, where)
 
 
 def _parse_number(text: str, where: str) -> int | float:
-    text = text.strip()
-    try:
+    """An ASCII decimal number: ``[+-]digits`` (an int) or a decimal float with an optional
+    exponent (``1e3``, ``.5``, ``2.``). Python's ``int()`` / ``float()`` also accept other
+    Unicode digits (``'٣'``), underscores (``'1_0'``), surrounding Unicode whitespace and
+    ``inf`` / ``nan``; none of those is a spec number."""
+    text = text.strip(_SPACE)
+    if _INT.fullmatch(text):
         return int(text)
-    except ValueError:
-        pass
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{where}: {text!r} is not a number") from None
-    if not math.isfinite(value):
+    if not _FLOAT.fullmatch(text):
+        if text.lower().lstrip("+-") in _NON_FINITE:
+            raise ValueError(f"{where}: {text!r} is not a finite number")
+        raise ValueError(f"{where}: {text!r} is not a number (ASCII digits, e.g. 16, 0.25, 1e-3)")
+    value = float(text)
+    if not math.isfinite(value):  # an exponent too large: 1e999
         raise ValueError(f"{where}: {text!r} is not a finite number")
     return value
 
 
 def _parse_choice(text: str) -> OpSpec:
-    name, sep, rest = text.strip().partition(":")
-    name = name.strip()
+    name, sep, rest = text.strip(_SPACE).partition(":")
+    name = name.strip(_SPACE)
     if name not in OPS:
-        raise ValueError(f"unknown augment op {name!r} in section {text.strip()!r}; allowed: {sorted(OPS)}")
+        raise ValueError(f"unknown augment op {name!r} in section {text.strip(_SPACE)!r}; allowed: {sorted(OPS)}")
     args: dict[str, Value] = {}
     p = None
     if sep:
         for part in rest.split(","):
             key, eq, raw = part.partition("=")
-            key = key.strip()
+            key = key.strip(_SPACE)
             if not eq or not key:
-                raise ValueError(f"op {name!r}: expected key=value, got {part.strip()!r}; allowed keys: {_allowed_keys(name)}")
+                raise ValueError(f"op {name!r}: expected key=value, got {part.strip(_SPACE)!r}; allowed keys: {_allowed_keys(name)}")
             if key not in _allowed_keys(name):
                 raise ValueError(f"op {name!r} has no argument {key!r}; allowed keys: {_allowed_keys(name)}")
             if key in args or (key == "p" and p is not None):
@@ -197,7 +225,7 @@ def _parse_choice(text: str) -> OpSpec:
             value = _parse_value(raw, f"op {name!r}, {key}")
             if key == "p":
                 if not isinstance(value, (int, float)) or isinstance(value, bool):
-                    raise ValueError(f"op {name!r}: p must be a number in [0, 1], got {raw.strip()!r}")
+                    raise ValueError(f"op {name!r}: p must be a number in [0, 1], got {raw.strip(_SPACE)!r}")
                 p = float(value)
             else:
                 args[key] = value
@@ -211,11 +239,11 @@ def parse_spec(text: str) -> AugmentSpec:
         ValueError: empty sections, unknown ops (naming the allowed ones), unknown keys (naming
             the op's allowed keys), malformed values.
     """
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str) or not text.strip(_SPACE):
         raise ValueError(f"a spec must be a non-empty string, got {text!r}")
     sections = []
     for section in text.split("|"):
-        if not section.strip():
+        if not section.strip(_SPACE):
             raise ValueError(f"empty section in spec {text!r}")
         sections.append(tuple(_parse_choice(choice) for choice in section.split("/")))
     return AugmentSpec(tuple(sections))

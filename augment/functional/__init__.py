@@ -6,6 +6,8 @@ from augment.functional._autoaugment import apply_ops, augmix
 from augment.functional._geometry import hflip, resized_crop, resized_crop_masks
 from augment.functional._mix import cutmix, cutmix_boxes, mix_targets, mixup, smooth_targets
 from augment.functional._patch import (
+    MIN_INFILL_GRID,
+    check_infill_grid,
     check_patch_size,
     infill_region,
     infill_regions,
@@ -18,10 +20,12 @@ from augment.functional._patch import (
 from augment.functional._tokens import gather_tokens, random_masking, unshuffle_tokens
 
 __all__ = [
+    "MIN_INFILL_GRID",
     "OPS",
     "apply_op",
     "apply_ops",
     "augmix",
+    "check_infill_grid",
     "check_patch_size",
     "cutmix",
     "cutmix_boxes",

@@ -227,6 +227,8 @@ def augmix(x: torch.Tensor, ops: torch.Tensor, magnitudes: torch.Tensor, mix: to
         weights: float32 ``[B, width]``: Dirichlet weights of the chains.
     """
     batch, width, _ = ops.shape
+    if batch == 0:  # an empty batch
+        return x.clone()
     view = [batch] + [1] * (x.ndim - 1)
     combined = weights.to(x.device) * mix[:, 1].to(x.device).reshape(batch, -1)
     out = mix[:, 0].to(x.device).reshape(view) * x

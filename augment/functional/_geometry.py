@@ -27,8 +27,11 @@ def _check_boxes(boxes: torch.Tensor, batch: int, height: int, width: int) -> li
 
 def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int], *,
                  interpolation: InterpolationMode = InterpolationMode.BILINEAR, antialias: bool = True) -> torch.Tensor:
-    """Crop each image ``[B,C,H,W]`` to its box and resize it to ``size`` -> ``[B,C,*size]``."""
+    """Crop each image ``[B,C,H,W]`` to its box and resize it to ``size`` -> ``[B,C,*size]``
+    (an empty batch gives an empty ``[0,C,*size]``)."""
     rows = _check_boxes(boxes, images.shape[0], images.shape[-2], images.shape[-1])
+    if not rows:
+        return images.new_empty((0, *images.shape[1:-2], *size))
     outs = [TF.resized_crop_image(image, top, left, h, w, list(size), interpolation=interpolation, antialias=antialias)
             for image, (top, left, h, w) in zip(images, rows)]
     return outs[0][None] if len(outs) == 1 else torch.stack(outs)
@@ -37,6 +40,8 @@ def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int
 def resized_crop_masks(masks: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Crop and resize integer label maps ``[B,H,W]`` with nearest neighbours (labels stay labels)."""
     rows = _check_boxes(boxes, masks.shape[0], masks.shape[-2], masks.shape[-1])
+    if not rows:
+        return masks.new_empty((0, *masks.shape[1:-2], *size))
     outs = [TF.resized_crop_mask(mask[None], top, left, h, w, list(size))[0] for mask, (top, left, h, w) in zip(masks, rows)]
     return torch.stack(outs)
 

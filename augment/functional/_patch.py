@@ -38,6 +38,8 @@ from augment.functional._staged import (
 )
 
 __all__ = [
+    "MIN_INFILL_GRID",
+    "check_infill_grid",
     "check_patch_size",
     "infill_region",
     "infill_regions",
@@ -61,10 +63,12 @@ def check_patch_size(height: int, width: int, patch_size: int, model_patch_size:
 
     Raises:
         ValueError: ``patch_size`` is not a positive int, does not divide both ``height`` and
-            ``width``, or is not a multiple of ``model_patch_size``.
+            ``width``, or is not a multiple of ``model_patch_size``; or the image has no pixels.
     """
     if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
         raise ValueError(f"patch_size must be a positive int, got {patch_size!r}")
+    if height < 1 or width < 1:
+        raise ValueError(f"the image size {height}x{width} has no pixels: height and width must be >= 1")
     if model_patch_size is not None:
         if isinstance(model_patch_size, bool) or not isinstance(model_patch_size, int) or model_patch_size < 1:
             raise ValueError(f"model_patch_size must be a positive int or None, got {model_patch_size!r}")
@@ -157,6 +161,8 @@ def patch_gather(x: torch.Tensor, source: torch.Tensor, patch_size: int, out: to
     low, high = (int(v) for v in torch.aminmax(source)) if source.numel() else (0, 0)
     if low < 0 or high >= rows * cols:
         raise ValueError(f"source values must lie in [0, {rows * cols}) (patch indices), got [{low}, {high}]")
+    if result.numel() == 0:  # an empty batch
+        return result
     cv2 = _opencv() if _staged_eligible(x4) else None
     if cv2 is not None:
         plan = functools.partial(_gather_plan, source.cpu().to(torch.int32).numpy().reshape(b, rows, cols), c)
@@ -235,6 +241,8 @@ def patch_rotate(x: torch.Tensor, quarter_turns: torch.Tensor, patch_size: int, 
     if quarter_turns.shape != (b, rows * cols):
         raise ValueError(f"quarter_turns must have shape {(b, rows * cols)}, got {tuple(quarter_turns.shape)}")
     result = _check_out(out, x)
+    if result.numel() == 0:  # an empty batch
+        return result
     cv2 = _opencv() if _staged_eligible(x4) else None
     if cv2 is None:
         return _rotate_torch(x4, quarter_turns.to(x.device).remainder(4), patch_size, result)
@@ -302,21 +310,33 @@ def _rotate_torch(x4: torch.Tensor, turns: torch.Tensor, patch_size: int, result
     return result
 
 
+#: the smallest P-Infill grid side: a central region needs a border of patches all around it
+MIN_INFILL_GRID = 3
+
+
+def check_infill_grid(rows: int, cols: int) -> None:
+    """Raise ``ValueError`` unless a ``rows x cols`` patch grid leaves room for a central region
+    with a border of at least one patch on every side (``rows, cols >= 3``)."""
+    if rows < MIN_INFILL_GRID or cols < MIN_INFILL_GRID:
+        raise ValueError(
+            f"P-Infill needs a patch grid of at least {MIN_INFILL_GRID}x{MIN_INFILL_GRID} (a central region with a "
+            f"border of patches on every side), got a {rows}x{cols} grid"
+        )
+
+
 @functools.lru_cache(maxsize=64)
 def _infill_candidates(rows: int, cols: int) -> tuple[tuple[int, int, int], ...]:
     """``(area, height, width)`` per reachable area, sorted, with the shape closest to the grid's
     aspect (then the lower height) for each area; shapes whose scaled sides differ by more than one
-    patch are left out. Regions leave a border of at least one patch
-    on every side when the grid has 3+ patches per side, and never cover the whole grid."""
+    patch are left out. Regions leave a border of at least one patch on every side (the grid has
+    3+ patches per side: :func:`check_infill_grid`)."""
+    check_infill_grid(rows, cols)
     best: dict[int, tuple[float, int, int]] = {}
-    # keep a border of patches all around when the grid allows it (3+ patches per side)
-    max_h = rows - 2 if rows >= 3 else rows - 1 if cols == 1 else rows
-    max_w = cols - 2 if cols >= 3 else cols - 1 if rows == 1 else cols
-    for height in range(1, max_h + 1):
-        for width in range(1, max_w + 1):
+    for height in range(1, rows - 1):
+        for width in range(1, cols - 1):
             area = height * width
-            if area >= rows * cols or abs(height / rows - width / cols) > 1.0 / min(rows, cols) + 1e-9:
-                continue  # the whole grid, or not near the grid's aspect (sides differ by > 1 patch)
+            if abs(height / rows - width / cols) > 1.0 / min(rows, cols) + 1e-9:
+                continue  # not near the grid's aspect (sides differ by more than one patch)
             key = (abs(height / rows - width / cols), height, width)
             if area not in best or key < best[area]:
                 best[area] = key
@@ -340,12 +360,15 @@ def infill_region(rows: int, cols: int, replace_rate: float) -> tuple[int, int, 
 
     The region is a centred rectangle ``[top, top+height) x [left, left+width)`` of patches, shaped
     as close to the grid's aspect as its area allows, inside a border of at least one patch on
-    every side (when the grid has 3+ patches per side; there must be boundary patches to copy
-    from). Rates beyond the largest such region give that region; equal distances go to the
-    smaller area.
+    every side (there must be boundary patches to copy from). Rates beyond the largest such
+    region give that region; equal distances go to the smaller area.
 
     Returns:
         ``(top, left, height, width)`` in patches (height and width 0 when the rate rounds to 0).
+
+    Raises:
+        ValueError: ``replace_rate`` outside ``[0, 1)``, or a grid smaller than 3x3 (no room for
+            a central region: :func:`check_infill_grid`).
     """
     if not 0.0 <= replace_rate < 1.0:
         raise ValueError(f"replace_rate must be in [0, 1), got {replace_rate!r}")

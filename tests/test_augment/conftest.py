@@ -76,6 +76,12 @@ def transform_factory(request: pytest.FixtureRequest):
 
 
 @pytest.fixture
+def all_transforms() -> dict:
+    """name -> factory of every public per-sample transform, for tests that loop over them all."""
+    return per_sample_transforms()
+
+
+@pytest.fixture
 def image_factory():
     return make_images
 

@@ -63,7 +63,7 @@ def test_bad_sections_name_the_allowed_keys():
 def test_every_op_is_reachable_and_builds(image_factory):
     x = image_factory(2, (32, 32))
     for name in OPS:
-        args = ",patch_size=16" if name.startswith("patch") else ",size=32" if name == "random_resized_crop" else ""
+        args = ",patch_size=8" if name.startswith("patch") else ",size=32" if name == "random_resized_crop" else ""
         pipeline = A.build(f"{name}:p=1.0{args}")
         out = pipeline(x, generator=torch.Generator().manual_seed(0))
         assert out.shape == x.shape and out.dtype == x.dtype
