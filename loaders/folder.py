@@ -11,6 +11,12 @@ exist under the root, ``"classes"`` otherwise)::
 Class indices follow the sorted class folder names, as in ``torchvision.datasets.ImageFolder``.
 In the segmentation layout, the first folder under ``images/`` (if any) is the class. Files are
 copied byte for byte when ``decode=False``.
+
+The folder is untrusted input. Listing it opens no file; a listed name that is not a regular
+file (a FIFO, socket, device, or a symlink to one, e.g. ``zero.png -> /dev/zero``) is never
+opened: loading it raises :class:`loaders.base.SampleError` naming the file, so the error policy
+applies (``on_error="skip"`` records it and ``stats()`` adds up). Symlinked folders are followed,
+each real folder once (a link back up the tree does not loop).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from loaders.base import Adapter, SampleError
+from loaders.fileio import NotRegularFileError, read_regular
 from loaders.registry import register_dataset
 from loaders.schema import KEY, safe_key
 
@@ -34,22 +41,32 @@ _LAYOUTS = ("auto", "classes", "segmentation")
 def scan_files(top: Path, extensions: Iterable[str]) -> list[str]:
     """Relative POSIX paths of the files under ``top`` whose lower-case extension is allowed, sorted.
 
-    Uses ``os.scandir`` (one ``stat``-free pass per folder); hidden entries are skipped.
+    Uses ``os.scandir`` (no ``stat`` per file, one per folder); hidden entries are skipped.
+    Symlinked folders are followed, but each real folder is listed once, so a link back up the
+    tree neither loops nor multiplies. Files are listed by name only: whether one is a regular
+    file is checked when it is read (:mod:`loaders.fileio`).
     """
     wanted = {e.lower() for e in extensions}
     found: list[str] = []
     stack = [""]
+    top_info = os.stat(top)
+    seen = {(top_info.st_dev, top_info.st_ino)}
     while stack:
         rel = stack.pop()
+        folders = []
         with os.scandir(top / rel if rel else top) as entries:
             for entry in entries:
                 if entry.name.startswith("."):
                     continue
-                child = f"{rel}/{entry.name}" if rel else entry.name
                 if entry.is_dir():
-                    stack.append(child)
+                    folders.append(entry)
                 elif os.path.splitext(entry.name)[1].lower() in wanted:
-                    found.append(child)
+                    found.append(f"{rel}/{entry.name}" if rel else entry.name)
+        for entry in sorted(folders, key=lambda entry: entry.name):  # sorted: which alias of a folder wins is fixed
+            info = entry.stat()  # links followed: the folder itself
+            if (info.st_dev, info.st_ino) not in seen:
+                seen.add((info.st_dev, info.st_ino))
+                stack.append(f"{rel}/{entry.name}" if rel else entry.name)
     found.sort()
     return found
 
@@ -149,9 +166,11 @@ class FolderDataset(Adapter):
                 out[suffix] = source
                 continue
             try:
-                out[suffix] = Path(source).read_bytes()
+                out[suffix] = read_regular(source)
             except FileNotFoundError:
                 if suffix == "mask.png":
                     raise SampleError("the image has no mask file", path=source) from None
                 raise
+            except NotRegularFileError as error:  # a FIFO, socket, device...: never opened
+                raise SampleError(error.strerror, path=source) from None
         return out

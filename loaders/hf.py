@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 from loaders.base import Adapter, SampleError
 from loaders.codecs import CODECS
+from loaders.fileio import read_regular
 from loaders.registry import register_dataset
 from loaders.schema import KEY, safe_key
 
@@ -159,7 +160,7 @@ class HFDataset(Adapter):
             if kind == "image":
                 data = value.get("bytes")
                 if data is None and value.get("path"):
-                    data = Path(value["path"]).read_bytes()
+                    data = read_regular(value["path"])
                 if not data:
                     raise SampleError(f"column {column!r} has no image bytes")
                 fmt = _sniff_image(data)

@@ -32,6 +32,7 @@ import torch
 
 from loaders.base import Adapter
 from loaders.codecs import encode
+from loaders.fileio import read_regular
 from loaders.registry import register_dataset
 from loaders.schema import KEY
 
@@ -260,7 +261,7 @@ class ShapesDataset(Adapter):
     def _build_index(self) -> list[dict[str, Any]]:
         if self.root is None:
             return [{KEY: self._key(i), "index": i} for i in range(self.size)]
-        listing = json.loads((self.root / self.split / "shapes.json").read_text())
+        listing = json.loads(read_regular(self.root / self.split / "shapes.json"))
         return [{KEY: row["key"], "index": row["index"], "label": row["label"],
                  "path": str(self.root / self.split / "images" / row["file"]),
                  "mask_path": str(self.root / self.split / "masks" / row["file"]), "meta": row["meta"]}
@@ -278,7 +279,7 @@ class ShapesDataset(Adapter):
             sample = self._load_decoded(record)
             return {"png": encode("png", sample["image"]), "mask.png": encode("mask.png", sample["mask"]),
                     "cls": encode("cls", sample["label"]), "json": encode("json", sample["meta"])}
-        return {"png": Path(record["path"]).read_bytes(), "mask.png": Path(record["mask_path"]).read_bytes(),
+        return {"png": read_regular(record["path"]), "mask.png": read_regular(record["mask_path"]),
                 "cls": encode("cls", record["label"]), "json": encode("json", record["meta"])}
 
     def _render_to_disk(self) -> None:
@@ -287,7 +288,7 @@ class ShapesDataset(Adapter):
         folder = self.root / self.split
         manifest = folder / "shapes.json"
         if manifest.exists():
-            stored = json.loads(manifest.read_text())
+            stored = json.loads(read_regular(manifest))
             if stored.get("config") != self.config:
                 raise ValueError(
                     f"{str(manifest)!r} was rendered with {stored.get('config')}, not {self.config}; use another root"

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from loaders import Adapter, CodecError
+from loaders.fileio import open_regular
 from pipelines.sources import check_payload
 from pipelines.tario import BLOCK, ustar_header
 from pipelines.writer import UnitWriter
@@ -37,7 +38,6 @@ __all__ = ["MemberSource", "copy_sample", "file_members_for"]
 MemberSource = tuple["str | Callable[[bytes], str | None]", "str | bytes"]
 SNIFF_BYTES = 16
 _ZEROS = bytes(BLOCK)
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 _DIRECT_CHECKS = ("structure", "none")
 
 
@@ -89,7 +89,7 @@ def copy_sample(writer: UnitWriter, position: int, key: str, members: Sequence[M
             if type(source) is bytes:
                 fd, size = -1, len(source)
             else:
-                fd = os.open(source, _OPEN_FLAGS)
+                fd = open_regular(source)  # a FIFO, socket or device is never opened: OSError, the generic path reports it
                 fds.append(fd)
                 size = os.fstat(fd).st_size
                 if callable(suffix):  # named by its content: one small read of its head

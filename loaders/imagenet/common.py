@@ -19,6 +19,7 @@ from typing import Any
 
 from loaders.base import Adapter, SampleError
 from loaders.codecs import decode_sample, encode
+from loaders.fileio import open_regular_file
 from loaders.media import IMAGE_MODES
 from loaders.schema import KEY, MAX_KEY_LENGTH, keys_valid_and_unique, safe_key, validate_key
 
@@ -325,7 +326,7 @@ class ImageNetFamily(Adapter):
 
     def _load_encoded(self, record: Mapping[str, Any]) -> dict[str, bytes]:
         path = self._describe_record(record)
-        with open(path, "rb") as handle:
+        with open_regular_file(path) as handle:  # never a FIFO or device
             data = handle.read()
         suffix = image_suffix(data)
         if suffix is None:

@@ -47,6 +47,7 @@ import torch
 from loaders.base import Adapter, SampleError
 from loaders.codecs import encode
 from loaders.dicom import DicomOptions, load_dicom
+from loaders.fileio import open_regular_file, read_regular
 from loaders.media import decode_image
 from loaders.schema import KEY
 from loaders.xray.labels import PATHOLOGIES
@@ -116,15 +117,18 @@ class Table:
 def _open_text(path: Path) -> io.TextIOBase:
     name = path.name.lower()
     if name.endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+        raw = open_regular_file(path)
+        compressed = gzip.GzipFile(fileobj=raw, mode="rb")
+        compressed.myfileobj = raw  # closed with it, as gzip.open(path) does
+        return io.TextIOWrapper(compressed, encoding="utf-8-sig", newline="")
     if name.endswith(".zip"):
-        with zipfile.ZipFile(path) as archive:
+        with open_regular_file(path) as raw, zipfile.ZipFile(raw) as archive:
             members = [m for m in archive.namelist() if m.lower().endswith(".csv") and not m.endswith("/")]
             if len(members) != 1:
                 raise ValueError(f"{str(path)!r}: expected exactly one .csv inside the zip, found {members}")
             data = archive.read(members[0])
         return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")
+    return open_regular_file(path, "r", encoding="utf-8-sig", newline="")
 
 
 def read_table(path: str | os.PathLike) -> Table:
@@ -365,7 +369,7 @@ class XRayDataset(Adapter):
     def _read(self, record: Mapping[str, Any]) -> bytes:
         if record.get("path") is None:
             raise SampleError(record.get("missing", "no image file for this entry"))
-        return Path(record["path"]).read_bytes()
+        return read_regular(record["path"])
 
     def _native(self, record: Mapping[str, Any], data: bytes) -> tuple[torch.Tensor, int, dict[str, Any] | None]:
         if record["kind"] == "dcm":
@@ -427,7 +431,8 @@ def dicom_header_fields(path: str | None, keywords: Sequence[str]) -> dict[str, 
     from pydicom.errors import InvalidDicomError
 
     try:
-        dataset = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=list(keywords), force=True)
+        with open_regular_file(path) as handle:  # a FIFO or device is never opened: {}
+            dataset = pydicom.dcmread(handle, stop_before_pixels=True, specific_tags=list(keywords), force=True)
     except (OSError, InvalidDicomError, ValueError, EOFError, KeyError):
         return {}
     return {k: str(dataset.get(k, "")).strip() for k in keywords if str(dataset.get(k, "") or "").strip()}

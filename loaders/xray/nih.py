@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from loaders.dicom import DicomOptions
+from loaders.fileio import read_regular
 from loaders.registry import register_dataset
 from loaders.schema import KEY, safe_key
 from loaders.xray.common import XRayDataset, check_split, find_file, read_table
@@ -88,7 +89,7 @@ def _split_names(root: Path, split: str | None) -> set[str] | None:
     listing = root / _SPLIT_LISTS[split]
     if not listing.is_file():
         raise FileNotFoundError(f"split={split!r} needs {str(listing)!r} (from the NIH release)")
-    return {line.strip() for line in listing.read_text().splitlines() if line.strip()}
+    return {line.strip() for line in read_regular(listing).decode("utf-8").splitlines() if line.strip()}
 
 
 @register_dataset("nih")

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from loaders.dicom import DicomOptions
+from loaders.fileio import open_regular_file, read_regular
 from loaders.registry import register_dataset
 from loaders.schema import KEY, safe_key
 from loaders.xray.common import XRayDataset, check_split, find_file, read_table
@@ -72,12 +73,13 @@ def _reports(root: Path) -> Iterator[tuple[str, bytes]]:
     if folder.is_dir():
         for name in sorted(os.listdir(folder)):
             if name.endswith(".xml"):
-                yield str(folder / name), (folder / name).read_bytes()
+                yield str(folder / name), read_regular(folder / name)
         return
     archive = root / "NLMCXR_reports.tgz"
     if not archive.is_file():
         raise FileNotFoundError(f"openi: no reports under {str(root)!r} (ecgen-radiology/ or NLMCXR_reports.tgz)")
-    with tarfile.open(archive, "r:gz") as tar:  # read members in place; nothing is extracted
+    # read members in place; nothing is extracted
+    with open_regular_file(archive) as raw, tarfile.open(fileobj=raw, mode="r:gz") as tar:
         for member in tar:
             if member.isfile() and member.name.endswith(".xml"):
                 handle = tar.extractfile(member)
