@@ -21,6 +21,7 @@ from loaders.codecs import (
     encode_sample,
     get_codec,
 )
+from loaders.media import get_max_pixels, set_max_pixels
 from loaders.registry import dataset_factory, list_datasets, open_dataset, register_dataset
 from loaders.schema import FIELDS, KEY, SOURCE, safe_key, validate_key, validate_sample
 
@@ -54,10 +55,12 @@ __all__ = [
     "encode",
     "encode_sample",
     "get_codec",
+    "get_max_pixels",
     "list_datasets",
     "open_dataset",
     "register_dataset",
     "safe_key",
+    "set_max_pixels",
     "skip_none_collate",
     "summarize_sample",
     "validate_key",

@@ -22,12 +22,22 @@ off with ``modality_lut=False`` / ``voi_lut=False``). MONOCHROME1 is inverted on
 ``PresentationLUTShape`` of ``INVERSE`` on MONOCHROME2 data inverts too, while ``INVERSE`` on
 MONOCHROME1 data is the usual restatement of the same inversion and is not applied twice.
 
-Every failure raises :class:`loaders.media.CodecError` naming the file (``name=``) when known.
+Every failure raises :class:`loaders.media.CodecError` naming the file (``name=``) when known:
+pydicom's own exceptions (``BytesLengthException``, ``InvalidDicomError``) and any numpy error on
+the way included. Headers are hostile: before pixel data is decoded, ``Rows x Columns x
+SamplesPerPixel`` (one frame: only the first frame is ever decoded) is checked against
+:func:`loaders.media.get_max_pixels`, uncompressed pixel data must not hold a whole frame more
+than ``Rows``, ``Columns``, ``SamplesPerPixel``, ``BitsAllocated`` and ``NumberOfFrames`` say
+(``BitsAllocated=8`` over 16-bit data would otherwise decode as a different image), the decoded
+frame must have the header's shape, and Rescale Slope/Intercept and Window Center/Width must be
+finite numbers (a zero slope or a window width below 1, or 0 for the non-linear functions, is
+refused rather than turned into a blank image).
 """
 
 from __future__ import annotations
 
 import io
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +45,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from loaders.media import CodecError
+from loaders.fileio import read_regular
+from loaders.media import CodecError, check_max_pixels
 
 __all__ = [
     "DicomOptions",
@@ -50,6 +61,15 @@ _DECODE_ERRORS = (
     ValueError, RuntimeError, AttributeError, NotImplementedError, EOFError, OSError, KeyError, TypeError, IndexError,
 )
 _MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    """Everything pydicom or numpy raises for a damaged or hostile file (never MemoryError)."""
+    import struct
+
+    from pydicom.errors import BytesLengthException, InvalidDicomError
+
+    return (*_DECODE_ERRORS, BytesLengthException, InvalidDicomError, ArithmeticError, struct.error, LookupError)
 
 
 @dataclass(frozen=True)
@@ -99,33 +119,71 @@ def read_dicom(data: bytes | str | os.PathLike, *, name: str | os.PathLike | Non
 
     if not isinstance(data, (bytes, bytearray, memoryview)):
         name = data if name is None else name
-    source = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else os.fspath(data)
+        # a path: a FIFO, socket or device is never opened (OSError, like a missing file). The
+        # file is read whole: pydicom reading from a file object allocates whatever length an
+        # element header claims (4 GiB for a hostile PixelData length) before it reads.
+        data = read_regular(data)
+    source = io.BytesIO(data)
     try:
         try:
             dataset = pydicom.dcmread(source)
         except InvalidDicomError:
-            if isinstance(source, io.BytesIO):
-                source.seek(0)
+            source.seek(0)
             dataset = pydicom.dcmread(source, force=True)
-    except FileNotFoundError:
-        raise
-    except (InvalidDicomError, *_DECODE_ERRORS) as error:
+        has_pixels = "PixelData" in dataset
+    except _errors() as error:
         raise CodecError("dcm", f"{_label(name)}not a readable DICOM file: {error}") from None
-    if "PixelData" not in dataset:
+    if not has_pixels:
         raise CodecError("dcm", f"{_label(name)}the file has no PixelData element")
     return dataset
+
+
+def _header_int(dataset: Any, keyword: str, default: int) -> int:
+    value = dataset.get(keyword, default)
+    return default if value is None or value == "" else int(value)
+
+
+def _check_frame_header(dataset: Any, name: str | os.PathLike | None) -> tuple[int, int, int]:
+    """Bound the frame a header asks for before anything is decoded; ``(rows, columns, samples)``."""
+    rows, columns = _header_int(dataset, "Rows", 0), _header_int(dataset, "Columns", 0)
+    samples = _header_int(dataset, "SamplesPerPixel", 1)
+    if rows <= 0 or columns <= 0 or samples <= 0:
+        raise CodecError("dcm", f"{_label(name)}invalid image size: Rows={rows}, Columns={columns}, "
+                                f"SamplesPerPixel={samples}")
+    check_max_pixels(rows * columns * samples, suffix="dcm",
+                     what=f"{_label(name)}a {columns}x{rows} DICOM frame with {samples} sample(s) per pixel")
+    element = dataset["PixelData"]
+    if not getattr(element, "is_undefined_length", False) and isinstance(element.value, (bytes, bytearray)):
+        # native (uncompressed) data: a whole frame more than the header describes means that
+        # BitsAllocated / NumberOfFrames / Rows / Columns do not describe these bytes
+        bits = _header_int(dataset, "BitsAllocated", 0)
+        frames = max(_header_int(dataset, "NumberOfFrames", 1), 1)
+        if bits > 0:
+            frame_bits = rows * columns * samples * bits
+            expected = -(-frame_bits * frames // 8)
+            if len(element.value) >= expected + -(-frame_bits // 8):
+                raise CodecError("dcm", f"{_label(name)}the pixel data holds {len(element.value):,} bytes but "
+                                        f"{frames} frame(s) of {rows}x{columns}x{samples} samples at "
+                                        f"BitsAllocated={bits} need {expected:,}: the header does not match the data")
+    return rows, columns, samples
 
 
 def _first_frame(dataset: Any, name: str | os.PathLike | None) -> np.ndarray:
     from pydicom.pixels import pixel_array
 
     try:
-        frames = int(dataset.get("NumberOfFrames", 1) or 1)
-        return pixel_array(dataset, index=0) if frames > 1 else pixel_array(dataset)
-    except _DECODE_ERRORS as error:
+        rows, columns, samples = _check_frame_header(dataset, name)
+        frame = pixel_array(dataset, index=0)  # one frame only, whatever NumberOfFrames says
+    except CodecError:
+        raise
+    except _errors() as error:
         syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
         what = f" ({syntax.name})" if syntax is not None and hasattr(syntax, "name") else ""
         raise CodecError("dcm", f"{_label(name)}cannot decode pixel data{what}: {error}") from None
+    expected = (rows, columns) if samples == 1 else (rows, columns, samples)
+    if frame.shape != expected:
+        raise CodecError("dcm", f"{_label(name)}decoded a frame of shape {frame.shape}, the header says {expected}")
+    return frame
 
 
 def decode_dicom(data: bytes) -> torch.Tensor:
@@ -160,6 +218,42 @@ def _stored_range(dataset: Any) -> tuple[int, int, int]:
 def _pick(value: Any, index: int) -> float:
     """One value of a possibly multi-valued DS element (Window Center/Width)."""
     return float(value[index] if getattr(value, "__len__", None) and not isinstance(value, str) else value)
+
+
+def _number(dataset: Any, keyword: str, index: int, name: str | os.PathLike | None) -> float:
+    """A finite float from a (possibly multi-valued) numeric element, else :class:`CodecError`."""
+    try:
+        value = dataset[keyword].value
+        multi = getattr(value, "__len__", None) is not None and not isinstance(value, (str, bytes))
+        if multi and index >= len(value):
+            raise CodecError("dcm", f"{_label(name)}{keyword} has {len(value)} value(s), no value number {index}")
+        number = float(value[index] if multi else value)
+    except CodecError:
+        raise
+    except _errors() as error:
+        raise CodecError("dcm", f"{_label(name)}{keyword} is not a number: {error}") from None
+    if not math.isfinite(number):
+        raise CodecError("dcm", f"{_label(name)}{keyword} must be finite, got {number}")
+    return number
+
+
+def _check_luts(dataset: Any, options: DicomOptions, name: str | os.PathLike | None) -> None:
+    """Refuse rescale and window values that would give a blank or NaN image instead of windowing."""
+    if options.modality_lut and "ModalityLUTSequence" not in dataset and (
+            "RescaleSlope" in dataset and "RescaleIntercept" in dataset):
+        _number(dataset, "RescaleIntercept", 0, name)
+        if _number(dataset, "RescaleSlope", 0, name) == 0:
+            raise CodecError("dcm", f"{_label(name)}RescaleSlope is 0: every pixel would have the same value")
+    has_lut = "VOILUTSequence" in dataset and len(dataset.VOILUTSequence) > options.window_index
+    if options.voi_lut and not has_lut and "WindowCenter" in dataset and "WindowWidth" in dataset and (
+            dataset.WindowCenter is not None):
+        _number(dataset, "WindowCenter", options.window_index, name)
+        width = _number(dataset, "WindowWidth", options.window_index, name)
+        function = str(dataset.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
+        minimum = 1.0 if function == "LINEAR" else 0.0  # PS3.3 C.11.2.1.2: width >= 1 (LINEAR), > 0 otherwise
+        if width < minimum or width <= 0:
+            raise CodecError("dcm", f"{_label(name)}WindowWidth {width:g} is invalid for a {function} window "
+                                    f"(must be {'>= 1' if minimum else '> 0'})")
 
 
 def _changes_values(dataset: Any, options: DicomOptions) -> bool:
@@ -228,8 +322,18 @@ def dicom_to_display(
         stored, maxval, rescale and VOI applied, inverted, transfer syntax).
 
     Raises:
-        CodecError: undecodable pixel data, or an unsupported photometric interpretation.
+        CodecError: undecodable pixel data, an unsupported photometric interpretation, or a
+            header that does not describe its data (see the module docstring).
     """
+    try:
+        return _dicom_to_display(dataset, options, name)
+    except CodecError:
+        raise
+    except _errors() as error:
+        raise CodecError("dcm", f"{_label(name)}cannot compute the display image: {error}") from None
+
+
+def _dicom_to_display(dataset: Any, options: DicomOptions, name: str | os.PathLike | None) -> tuple[np.ndarray, dict[str, Any]]:
     frame = _first_frame(dataset, name)
     photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
     syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
@@ -247,6 +351,7 @@ def dicom_to_display(
         return np.ascontiguousarray(_to_chw(frame)), info
     if frame.ndim != 2:
         raise CodecError("dcm", f"{_label(name)}a {photometric} frame must be 2-D, got shape {frame.shape}")
+    _check_luts(dataset, options, name)
     bits, low, high = _stored_range(dataset)
     maxval = 255 if bits <= 8 else 2 ** min(bits, 16) - 1
     out_dtype = np.uint8 if maxval == 255 else np.uint16
