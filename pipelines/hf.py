@@ -41,10 +41,13 @@ def hf_features(suffixes: Sequence[str]) -> Any:
     return datasets.Features(features)
 
 
-def _rows(paths: list[str], suffixes: Sequence[str], fingerprint: tuple = ()) -> Iterator[dict[str, Any]]:
+def _rows(paths: Sequence[str], suffixes: Sequence[str], fingerprint: tuple = (),
+          counts: tuple[tuple[str, int], ...] = ()) -> Iterator[dict[str, Any]]:
     del fingerprint  # only part of the cache key: datasets reuses its cache when gen_kwargs match
+    known = dict(counts)  # by path: datasets may split the paths list, never this tuple
     for path in paths:
-        for sample in iter_shard_samples(path):
+        # count: a shard that changed since it was listed fails by name instead of losing rows
+        for sample in iter_shard_samples(path, count=known.get(path)):
             check_suffixes(sample, path)
             row: dict[str, Any] = {KEY: sample[KEY]}
             for suffix in suffixes:
@@ -72,16 +75,18 @@ def to_hf_dataset(shards: str | os.PathLike | Sequence[str | os.PathLike], *, ca
     """
     import datasets
 
-    paths = [p for p, _ in resolve_shards(shards)]
+    listed = resolve_shards(shards)  # index.json names confined to the shard folder
+    paths = [p for p, _ in listed]
     suffixes: set[str] = set()
-    for path in paths:
-        for sample in iter_shard_samples(path, read_data=False):
+    for path, count in listed:
+        for sample in iter_shard_samples(path, read_data=False, count=count):
             suffixes.update(s for s in sample if s != KEY)
     ordered = sorted(suffixes)
     # datasets caches by generator arguments; tuples (not lists) so it does not shard them, and
     # size + mtime so a rebuilt shard at the same path is not served from a stale cache.
     stamp = tuple((p, os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths)
     return datasets.Dataset.from_generator(
-        _rows, gen_kwargs={"paths": paths, "suffixes": tuple(ordered), "fingerprint": stamp}, features=hf_features(ordered),
+        _rows, gen_kwargs={"paths": paths, "suffixes": tuple(ordered), "fingerprint": stamp, "counts": tuple(listed)},
+        features=hf_features(ordered),
         cache_dir=None if cache_dir is None else os.fspath(cache_dir),
     )

@@ -9,6 +9,15 @@ anything but regular files, and names whose sample key breaks the schema are ref
 :class:`ShardError` naming the shard and the member; WebDataset's grouping rule (the key is the
 path up to the first dot of the base name) is applied here, not by webdataset.
 
+Sizes are not trusted either: every numeric field must be octal digits (or positive GNU
+base-256), a pax ``size`` must be a decimal that agrees with the ustar field unless that field
+is 0 or its maximum (how writers store members over 8 GiB), pax and GNU long-name headers are
+limited to :data:`MAX_EXTENDED_HEADER`, and every member, padding included, must fit in what is
+left of the file (one ``fstat`` per shard). An archive must end with its two zero blocks: we
+always write them (as do tar, ``tarfile`` and libarchive), so a shard without them was cut,
+even at a sample boundary. Given the count from ``index.json``, a shard holding fewer or more
+samples is an error too.
+
 Format reference: POSIX.1-2001 ``pax``/``ustar`` (``tarfile`` module) and the WebDataset
 specification (https://github.com/webdataset/webdataset#the-webdataset-format).
 """
@@ -20,6 +29,7 @@ import tarfile
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from loaders.fileio import open_regular
 from loaders.schema import KEY, RESERVED, validate_key
 
 __all__ = [
@@ -32,6 +42,7 @@ __all__ = [
     "iter_shard_samples",
     "split_member_name",
     "END_OF_ARCHIVE",
+    "MAX_EXTENDED_HEADER",
     "ustar_header",
 ]
 
@@ -151,71 +162,163 @@ def split_member_name(name: str, *, shard: str = "?") -> tuple[str, str]:
     return key, suffix
 
 
+#: Largest pax or GNU long-name header we read (a name or a few records; real ones are < 1 kB).
+MAX_EXTENDED_HEADER = 1 << 20
+#: The largest size an 11-digit octal field holds; writers put it (or 0) in the ustar field of a
+#: member whose real size is in a pax ``size`` record.
+_OCTAL_MAX = 8 ** 11 - 1
+
+
 def _number(field: bytes, shard: str) -> int:
-    if field[:1] and field[0] & 0x80:  # GNU base-256 for sizes >= 8 GiB
+    """A numeric tar header field: octal text (NUL/space padded) or GNU base-256.
+
+    Strict on purpose: ``int()`` alone would accept ``-1``, ``+7`` or ``1_0`` and a negative size
+    makes ``read(size)`` read to the end of the file.
+
+    Raises:
+        ShardError: a negative base-256 value, or text that is not octal digits.
+    """
+    if field[:1] and field[0] & 0x80:  # GNU base-256 (sizes >= 8 GiB): 0x80 positive, 0xff negative
+        if field[0] != 0x80:
+            raise ShardError(f"shard {shard!r}: negative or malformed base-256 tar header field {field!r}")
         return int.from_bytes(field[1:], "big")
-    text = field.split(b"\x00", 1)[0].strip()
+    text = field.split(b"\x00", 1)[0].strip(b" ")
+    if not text:
+        return 0
     try:
-        return int(text, 8) if text else 0
-    except ValueError:
-        raise ShardError(f"shard {shard!r}: malformed tar header field {field!r}") from None
+        if text.isdigit():  # ASCII digits only: no sign, underscore or inner space
+            return int(text, 8)
+    except ValueError:  # an 8 or a 9
+        pass
+    raise ShardError(f"shard {shard!r}: malformed tar header field {field!r} (not octal digits)")
 
 
 def _pax(data: bytes, shard: str) -> dict[str, str]:
+    """Parse pax records (``"<length> <keyword>=<value>\\n"``), each checked to lie inside ``data``."""
     records: dict[str, str] = {}
     position = 0
     while position < len(data):
         space = data.find(b" ", position)
+        digits = data[position:space] if space > position else b""
+        if not digits.isdigit():
+            raise ShardError(f"shard {shard!r}: malformed pax header (bad record length at byte {position})")
+        length = int(digits)
+        end = position + length
+        if end <= space + 1 or end > len(data) or data[end - 1:end] != b"\n":
+            raise ShardError(f"shard {shard!r}: malformed pax header (record at byte {position} overruns or lacks its newline)")
+        keyword, equals, value = data[space + 1:end - 1].partition(b"=")
         try:
-            length = int(data[position:space])
-            keyword, _, value = data[space + 1:position + length - 1].partition(b"=")
+            if not equals:
+                raise ValueError
             records[keyword.decode("utf-8")] = value.decode("utf-8")
         except (ValueError, UnicodeDecodeError):
-            raise ShardError(f"shard {shard!r}: malformed pax header") from None
-        if length <= 0:
-            raise ShardError(f"shard {shard!r}: malformed pax header")
-        position += length
+            raise ShardError(f"shard {shard!r}: malformed pax header (record at byte {position})") from None
+        position = end
     return records
 
 
-def _iter_members(handle: Any, shard: str) -> Iterator[tuple[str, int]]:
-    """Yield ``(name, size)`` of each regular member; the caller reads or skips ``size`` bytes
-    plus padding before asking for the next. A small reader of our own (ustar, pax and GNU long
-    names) because ``tarfile``'s header parsing dominates the cost of streaming small samples."""
+def _pax_size(value: str, header_size: int, shard: str) -> int:
+    """The member size from a pax ``size`` record.
+
+    A real override is only needed when the size does not fit the ustar field, whose value is then
+    0 or the octal maximum; any other disagreement would let a member swallow the next one(s).
+    """
+    if not (value.isascii() and value.isdigit()):
+        raise ShardError(f"shard {shard!r}: malformed pax size {value!r} (not a non-negative decimal)")
+    size = int(value)
+    if size != header_size and header_size not in (0, _OCTAL_MAX):
+        raise ShardError(f"shard {shard!r}: pax size {size} disagrees with the header size {header_size}")
+    return size
+
+
+def _iter_members(handle: Any, shard: str, end: int) -> Iterator[tuple[str, int]]:
+    """Yield ``(name, size)`` of each regular member of an archive of ``end`` bytes.
+
+    The caller reads or seeks over exactly ``size`` bytes plus the padding to 512 before asking
+    for the next member. A small reader of our own (ustar, pax and GNU long names) because
+    ``tarfile``'s header parsing dominates the cost of streaming small samples. The position is
+    tracked as an integer (no ``tell()``) and every size is checked against the bytes left, so a
+    truncated or lying archive fails here: ``seek`` past the end of a file does not.
+
+    Raises:
+        ShardError: bad checksum or numeric field, a member or extended header larger than what
+            is left of the file, a non-regular member, or an archive that ends without its two
+            zero blocks (every archive we write has them; a missing one means a cut file).
+    """
     override: dict[str, str] = {}
+    position = 0
     while True:
         header = handle.read(BLOCK)
-        if len(header) < BLOCK or header == _ZEROS:
-            if header and header != _ZEROS:
-                raise ShardError(f"shard {shard!r}: truncated tar header")
+        if len(header) < BLOCK:
+            what = "ends without the end-of-archive blocks" if not header else "ends inside a tar header"
+            raise ShardError(f"shard {shard!r}: truncated at byte {position + len(header)}: {what}")
+        position += BLOCK
+        if header == _ZEROS:
+            if handle.read(BLOCK) != _ZEROS:  # the second zero block (more records may follow)
+                raise ShardError(f"shard {shard!r}: truncated or corrupt end of archive at byte {position}")
+            if override:
+                raise ShardError(f"shard {shard!r}: extended header without a member at the end of the archive")
             return
-        stored = _number(header[148:156], shard)
+        try:
+            stored = _number(header[148:156], shard)
+        except ShardError:  # reported as a bad checksum: what random bytes most likely are
+            stored = -1
         if stored != sum(header[:148]) + 256 + sum(header[156:]):
-            raise ShardError(f"shard {shard!r}: bad tar header checksum (not a tar file, or corrupted)")
+            raise ShardError(f"shard {shard!r}: bad tar header checksum at byte {position - BLOCK} "
+                             "(not a tar file, or corrupted)")
         name = header[:100].split(b"\x00", 1)[0]
         if header[257:262] == b"ustar" and header[345]:
             name = header[345:500].split(b"\x00", 1)[0] + b"/" + name
         size, kind = _number(header[124:136], shard), header[156:157]
         if kind in (b"x", b"g", b"L"):
+            padded = size + (-size) % BLOCK
+            if size > MAX_EXTENDED_HEADER or position + padded > end:
+                raise ShardError(f"shard {shard!r}: extended header of {size} bytes at byte {position - BLOCK} "
+                                 f"(limit {MAX_EXTENDED_HEADER}, {end - position} bytes left)")
             data = handle.read(size)
-            handle.seek((-size) % BLOCK, 1)
-            if len(data) < size:
-                raise ShardError(f"shard {shard!r}: truncated tar member")
+            handle.seek(padded - size, 1)
+            position += padded
             if kind == b"x":
                 override = _pax(data, shard)
             elif kind == b"L":
                 override = {"path": data.split(b"\x00", 1)[0].decode("utf-8", "replace")}
             continue
         text = override.get("path") or name.decode("utf-8", "replace")
-        size = int(override.get("size", size))
+        if "size" in override:
+            size = _pax_size(override["size"], size, shard)
         override = {}
         if kind not in (b"0", b"\x00"):
             raise ShardError(f"shard {shard!r}: member {text!r} is not a regular file (type {kind!r})")
+        padded = size + (-size) % BLOCK
+        if position + padded > end:  # padding included: a file cut in the padding is cut too
+            raise ShardError(f"shard {shard!r}: member {text!r} needs {padded} bytes at byte {position}, "
+                             f"only {end - position} left (truncated, or a bad size field)")
         yield text, size
+        position += padded
+
+
+def _open_shard(shard: str) -> tuple[Any, int]:
+    """Open a shard for reading: ``(handle, size in bytes)``; regular files only (a FIFO would
+    block, a device never end), the size from one ``fstat`` of the open descriptor."""
+    try:
+        fd = open_regular(shard)
+    except OSError as error:
+        raise ShardError(f"shard {shard!r}: cannot open: {error}") from None
+    try:
+        size = os.fstat(fd).st_size
+        return os.fdopen(fd, "rb"), size
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def iter_shard_samples(
-    path: str | os.PathLike, *, skip: int = 0, limit: int | None = None, read_data: bool = True
+    path: str | os.PathLike,
+    *,
+    skip: int = 0,
+    limit: int | None = None,
+    read_data: bool = True,
+    count: int | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield the encoded samples of one shard, in order, as ``{"__key__", suffix: bytes}``.
 
@@ -224,28 +327,38 @@ def iter_shard_samples(
         skip: leave out the first ``skip`` samples (their data is seeked over, not read).
         limit: stop after this many samples (after ``skip``).
         read_data: ``False`` yields ``{suffix: None}`` placeholders (names only, still checked).
+        count: the number of samples the shard is known to hold (``index.json``). The shard
+            ending before it, or a sample past it, is an error. Without ``limit`` (or when
+            ``skip + limit`` reaches ``count``) the whole shard is checked; a shorter read stops
+            at ``skip + limit`` as usual.
 
     Raises:
-        ShardError: unsafe or malformed members, or a key repeated non-contiguously.
+        ShardError: unsafe or malformed members, a key repeated non-contiguously, a truncated
+            archive, or a sample count other than ``count``.
     """
     shard = os.fspath(path)
+    stop = None if limit is None else skip + limit
+    if count is not None and stop is not None and stop >= count:
+        stop = None  # read to the end, so that a shard holding more than ``count`` is seen
+    if stop is not None and stop <= skip:
+        return
     seen: set[str] = set()
     current: dict[str, Any] | None = None
     index = 0
-    try:
-        handle = open(shard, "rb")
-    except OSError as error:
-        raise ShardError(f"shard {shard!r}: cannot open: {error}") from None
+    handle, end = _open_shard(shard)
     with handle:
-        for name, size in _iter_members(handle, shard):
+        for name, size in _iter_members(handle, shard, end):
             key, suffix = split_member_name(name, shard=shard)
             if current is None or current[KEY] != key:
                 if current is not None:
                     if index >= skip:
                         yield current
                     index += 1
-                    if limit is not None and index >= skip + limit:
+                    if stop is not None and index >= stop:
                         return
+                if count is not None and index >= count:
+                    raise ShardError(f"shard {shard!r}: holds more samples than the {count} index.json lists "
+                                     f"(sample {index + 1} is {key!r})")
                 if key in seen:
                     raise ShardError(f"shard {shard!r}: members of sample {key!r} are not contiguous")
                 seen.add(key)
@@ -254,12 +367,17 @@ def iter_shard_samples(
                 raise ShardError(f"shard {shard!r}: duplicate member {name!r}")
             if index >= skip and read_data:
                 data = handle.read(size)
-                if len(data) < size:
+                if len(data) < size:  # the file shrank since it was opened
                     raise ShardError(f"shard {shard!r}: member {name!r} is truncated")
                 current[suffix] = data
                 handle.seek((-size) % BLOCK, 1)
             else:
                 current[suffix] = None
                 handle.seek(size + (-size) % BLOCK, 1)
-        if current is not None and index >= skip and (limit is None or index < skip + limit):
-            yield current
+        if current is not None:
+            if index >= skip:
+                yield current
+            index += 1
+        if count is not None and index != count:
+            raise ShardError(f"shard {shard!r}: index.json lists {count} samples, the shard holds {index} "
+                             "(truncated or replaced)")

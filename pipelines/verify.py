@@ -16,9 +16,9 @@ from typing import Any
 
 from loaders import CodecError, decode_sample, summarize_sample
 from loaders.schema import KEY
-from pipelines.loader import check_suffixes
+from pipelines.loader import check_suffixes, read_index, read_json_file, sidecar_name
 from pipelines.tario import ShardError, iter_shard_samples
-from pipelines.writer import read_json
+from pipelines.writer import input_problems
 
 __all__ = ["VerifyReport", "inspect_shards", "preview_shards", "verify_shards"]
 
@@ -36,14 +36,15 @@ class VerifyReport:
         return not self.problems
 
 
-def _load_index(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
-    folder = Path(path)
-    if folder.name == "index.json":
-        folder = folder.parent
-    index_file = folder / "index.json"
-    if not index_file.is_file():
-        raise FileNotFoundError(f"no index.json in {str(folder)!r}: not a finished shard set (rerun the build to resume it)")
-    return folder, read_json(index_file)
+def _sidecar(folder: Path, shard: str) -> dict[str, Any] | None:
+    """A shard's ``.stats.json`` sidecar, ``None`` when absent; must be a JSON object."""
+    path = folder / sidecar_name(shard)
+    if not path.exists():
+        return None
+    record = read_json_file(path)
+    if not isinstance(record, dict):
+        raise ShardError(f"{str(path)!r}: must be a JSON object, got {type(record).__name__}")
+    return record
 
 
 def _sha256(path: Path) -> str:
@@ -62,24 +63,29 @@ def verify_shards(path: str | os.PathLike, *, decode: bool = True, raise_on_erro
         decode: decode every member (``False``: names, suffixes, counts and checksums only).
         raise_on_error: raise :class:`ShardError` listing the problems instead of returning them.
     """
-    folder, index = _load_index(path)
+    shard_set = read_index(path)  # names confined to the folder, types checked
+    folder, index = shard_set.folder, shard_set.index
     report = VerifyReport()
-    expected = set(index.get("schema", {}).get("suffixes", []))
-    for entry in index["shards"]:
-        tar = folder / entry["shard"]
+    expected = set(index.get("schema", {}).get("suffixes", []))  # types checked by read_index
+    for listed in shard_set.shards:
+        name, tar, entry = listed.name, listed.path, listed.entry
         report.shards += 1
         if not tar.is_file():
-            report.problems.append(f"{entry['shard']}: missing")
+            report.problems.append(f"{name}: missing")
             continue
-        if tar.stat().st_size != entry["bytes"]:
-            report.problems.append(f"{entry['shard']}: {tar.stat().st_size} bytes, index says {entry['bytes']}")
-        if _sha256(tar) != entry["sha256"]:
-            report.problems.append(f"{entry['shard']}: sha256 mismatch")
-        stats_file = tar.with_name(entry["shard"].replace(".tar", ".stats.json"))
-        if not stats_file.is_file():
-            report.problems.append(f"{entry['shard']}: missing sidecar {stats_file.name}")
-        elif read_json(stats_file).get("sha256") != entry["sha256"]:
-            report.problems.append(f"{entry['shard']}: sidecar and index disagree on sha256")
+        if tar.stat().st_size != entry.get("bytes"):
+            report.problems.append(f"{name}: {tar.stat().st_size} bytes, index says {entry.get('bytes')}")
+        if _sha256(tar) != entry.get("sha256"):
+            report.problems.append(f"{name}: sha256 mismatch")
+        try:
+            stats = _sidecar(folder, name)
+        except ShardError as error:
+            report.problems.append(f"{name}: sidecar {sidecar_name(name)}: {error}")
+        else:
+            if stats is None:
+                report.problems.append(f"{name}: missing sidecar {sidecar_name(name)}")
+            elif stats.get("sha256") != entry.get("sha256"):
+                report.problems.append(f"{name}: sidecar and index disagree on sha256")
         count = 0
         try:
             for sample in iter_shard_samples(tar, read_data=decode):
@@ -87,19 +93,20 @@ def verify_shards(path: str | os.PathLike, *, decode: bool = True, raise_on_erro
                 check_suffixes(sample, str(tar))
                 suffixes = set(sample) - {KEY}
                 if not suffixes <= expected:
-                    report.problems.append(f"{entry['shard']}: sample {sample[KEY]!r} has {sorted(suffixes - expected)}, not in the schema {sorted(expected)}")
+                    report.problems.append(f"{name}: sample {sample[KEY]!r} has {sorted(suffixes - expected)}, not in the schema {sorted(expected)}")
                 if decode:
                     try:
                         decode_sample(sample)
                     except CodecError as error:
-                        report.problems.append(f"{entry['shard']}: sample {sample[KEY]!r} does not decode: {error}")
+                        report.problems.append(f"{name}: sample {sample[KEY]!r} does not decode: {error}")
         except ShardError as error:
             report.problems.append(str(error))
-        if count != entry["count"]:
-            report.problems.append(f"{entry['shard']}: {count} samples, index says {entry['count']}")
+        if count != listed.count:
+            report.problems.append(f"{name}: {count} samples, index says {listed.count}")
         report.samples += count
     if report.samples != index.get("count"):
         report.problems.append(f"set has {report.samples} samples, index says {index.get('count')}")
+    report.problems.extend(input_problems(folder, [listed.name for listed in shard_set.shards]))  # builder's records
     if raise_on_error and report.problems:
         raise ShardError(f"{str(folder)!r} failed verification:\n  " + "\n  ".join(report.problems))
     return report
@@ -107,27 +114,33 @@ def verify_shards(path: str | os.PathLike, *, decode: bool = True, raise_on_erro
 
 def inspect_shards(path: str | os.PathLike, *, samples: int = 1) -> dict[str, Any]:
     """A summary of a shard set: counts, sizes, schema, skip reasons and the first sample(s)."""
-    folder, index = _load_index(path)
+    shard_set = read_index(path)  # names confined to the folder, types checked
+    folder, index = shard_set.folder, shard_set.index
     reasons: Counter[str] = Counter()
-    for entry in index["shards"]:
-        stats_file = folder / entry["shard"].replace(".tar", ".stats.json")
-        if stats_file.is_file():
-            for skip in read_json(stats_file)["skipped"]:
-                reasons[skip["reason"].rsplit(": ", 1)[-1]] += 1
+    for listed in shard_set.shards:
+        stats = _sidecar(folder, listed.name)
+        skipped = [] if stats is None else stats.get("skipped", [])
+        if not isinstance(skipped, list) or not all(isinstance(k, dict) and isinstance(k.get("reason"), str)
+                                                    for k in skipped):
+            sidecar = str(folder / sidecar_name(listed.name))
+            raise ShardError(f"{sidecar!r}: 'skipped' must be a list of {{'reason': str}} objects")
+        for skip in skipped:
+            reasons[skip["reason"].rsplit(": ", 1)[-1]] += 1
     first = []
-    if index["shards"] and samples > 0:
-        for sample in iter_shard_samples(folder / index["shards"][0]["shard"], limit=samples):
-            check_suffixes(sample, index["shards"][0]["shard"])
+    if shard_set.shards and samples > 0:
+        head = shard_set.shards[0]
+        for sample in iter_shard_samples(head.path, limit=samples, count=head.count):
+            check_suffixes(sample, head.name)
             first.append(summarize_sample(decode_sample(sample)))
     return {
         "path": str(folder),
-        "shards": len(index["shards"]),
-        "samples": index["count"],
-        "skipped": index["skipped"],
-        "bytes": sum(s["bytes"] for s in index["shards"]),
-        "schema": index["schema"],
-        "source": index["source"],
-        "config": index["config"],
+        "shards": len(shard_set.shards),
+        "samples": index.get("count"),
+        "skipped": index.get("skipped"),
+        "bytes": sum(s.entry.get("bytes", 0) for s in shard_set.shards),
+        "schema": index.get("schema"),
+        "source": index.get("source"),
+        "config": index.get("config"),
         "skip_reasons": dict(reasons.most_common(10)),
         "first_samples": first,
     }
@@ -141,11 +154,12 @@ def preview_shards(path: str | os.PathLike, out: str | os.PathLike, *, count: in
 
     from loaders import encode
 
-    folder, index = _load_index(path)
+    shard_set = read_index(path)  # names confined to the folder, types checked
+    folder = shard_set.folder
     images = []
-    for entry in index["shards"]:
-        for sample in iter_shard_samples(folder / entry["shard"]):
-            check_suffixes(sample, entry["shard"])
+    for listed in shard_set.shards:
+        for sample in iter_shard_samples(listed.path, count=listed.count):
+            check_suffixes(sample, listed.name)
             decoded = decode_sample(sample, image_mode="RGB")
             if "image" in decoded:
                 image = decoded["image"]
