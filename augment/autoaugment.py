@@ -11,6 +11,7 @@ Geometric ops carry ``tv_tensors.Mask`` (batched) and ``BoundingBoxes`` (per ima
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -19,7 +20,7 @@ from torchvision.transforms.v2 import AutoAugmentPolicy, InterpolationMode
 
 from augment._transform import Params, Transform, draw_device
 from augment.functional import _autoaugment as F
-from augment.functional._aa_ops import OPS
+from augment.functional._aa_ops import OPS, check_fill, fill_values
 from augment.functional._mix import sample_dirichlet
 
 __all__ = ["AugMix", "AutoAugment", "RandAugment", "TrivialAugmentWide"]
@@ -45,11 +46,9 @@ def _check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
 class _AutoAugmentBase(Transform):
     geometric = True
 
-    def __init__(self, interpolation: str | InterpolationMode, fill: float | None) -> None:
+    def __init__(self, interpolation: str | InterpolationMode, fill: float | Sequence[float] | None) -> None:
         self.interpolation = _interpolation(interpolation)
-        if fill is not None and (isinstance(fill, bool) or not isinstance(fill, (int, float))):
-            raise ValueError(f"fill must be a number or None, got {fill!r}")
-        self.fill = fill
+        self.fill = check_fill(fill)
 
     def _draw(self, table: dict[str, tuple[list[float] | None, bool]], names: list[str], op_choice: torch.Tensor,
               bin_choice: torch.Tensor | None, fixed_bin: int | None, sign: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,6 +67,7 @@ class _AutoAugmentBase(Transform):
         return ops, magnitudes
 
     def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        fill_values(self.fill, x.shape[-3])  # a per-channel fill must match C, whatever ops were drawn
         return F.apply_ops(x, params["ops"], params["magnitudes"], _INTERPOLATIONS[self.interpolation], self.fill)
 
     def apply_mask(self, mask: torch.Tensor, params: Params) -> torch.Tensor:
@@ -87,11 +87,12 @@ class RandAugment(_AutoAugmentBase):
         magnitude: bin index in ``[0, num_magnitude_bins)`` (torchvision default 9 of 31).
         num_magnitude_bins: number of bins.
         interpolation: ``"nearest"`` (torchvision's default) or ``"bilinear"``.
-        fill: fill value outside the image after geometric ops (``None`` = 0).
+        fill: fill outside the image after geometric ops: ``None`` (0), a number, or one number
+            per channel (``[r, g, b]``), as torchvision takes it. Masks are always filled with 0.
     """
 
     def __init__(self, num_ops: int = 2, magnitude: int = 9, num_magnitude_bins: int = 31,
-                 interpolation: str | InterpolationMode = "nearest", fill: float | None = None) -> None:
+                 interpolation: str | InterpolationMode = "nearest", fill: float | Sequence[float] | None = None) -> None:
         super().__init__(interpolation, fill)
         self.num_ops = _check_int("num_ops", num_ops, 0)
         self.num_magnitude_bins = _check_int("num_magnitude_bins", num_magnitude_bins, 2)
@@ -116,7 +117,7 @@ class TrivialAugmentWide(_AutoAugmentBase):
     """
 
     def __init__(self, num_magnitude_bins: int = 31, interpolation: str | InterpolationMode = "nearest",
-                 fill: float | None = None) -> None:
+                 fill: float | Sequence[float] | None = None) -> None:
         super().__init__(interpolation, fill)
         self.num_magnitude_bins = _check_int("num_magnitude_bins", num_magnitude_bins, 2)
 
@@ -140,7 +141,7 @@ class AutoAugment(_AutoAugmentBase):
     """
 
     def __init__(self, policy: str | AutoAugmentPolicy = "imagenet", interpolation: str | InterpolationMode = "nearest",
-                 fill: float | None = None) -> None:
+                 fill: float | Sequence[float] | None = None) -> None:
         super().__init__(interpolation, fill)
         name = policy.value if isinstance(policy, AutoAugmentPolicy) else policy
         if name not in F.AUTOAUGMENT_POLICIES:
@@ -188,7 +189,7 @@ class AugMix(_AutoAugmentBase):
     geometric = False
 
     def __init__(self, severity: int = 3, mixture_width: int = 3, chain_depth: int = -1, alpha: float = 1.0,
-                 all_ops: bool = True, interpolation: str | InterpolationMode = "bilinear", fill: float | None = None) -> None:
+                 all_ops: bool = True, interpolation: str | InterpolationMode = "bilinear", fill: float | Sequence[float] | None = None) -> None:
         super().__init__(interpolation, fill)
         self.severity = _check_int("severity", severity, 1, 10)
         self.mixture_width = _check_int("mixture_width", mixture_width, 1)
@@ -219,6 +220,7 @@ class AugMix(_AutoAugmentBase):
         return {"ops": ops, "magnitudes": magnitudes, "mix": mix, "weights": weights}
 
     def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
+        fill_values(self.fill, x.shape[-3])
         return F.augmix(x, params["ops"], params["magnitudes"], params["mix"], params["weights"],
                         _INTERPOLATIONS[self.interpolation], self.fill)
 

@@ -7,6 +7,8 @@ multi-hot targets, segmentation masks carried by CutMix, and a ``torch.Generator
 Pairing: ``batch`` and ``elem`` mix each sample with the next one along a random cycle (every
 sample gets a partner, whatever ``B``); ``pair`` mixes the two members of random pairs with one
 shared ``lam`` and box, and for odd ``B`` the unpaired sample mixes one-way with a random other.
+timm instead pairs sample ``i`` with ``B - 1 - i`` (the flipped batch) and needs an even ``B``.
+CutMix boxes are timm's (``rand_bbox`` / ``rand_bbox_minmax``) for the same ``lam`` and centre.
 """
 
 from __future__ import annotations
@@ -54,11 +56,19 @@ class MixUpCutMix:
         correct_lam: recompute CutMix's ``lam`` from the clipped box area.
         label_smoothing: ``s`` in ``[0, 1)``.
         num_classes: ``K`` for index targets.
+        cutmix_minmax: timm's ``cutmix_minmax``: ``(low, high)`` fractions of each side; CutMix
+            boxes then have sides drawn uniformly in ``[int(size * low), int(size * high))`` and
+            a uniform position (timm's ``rand_bbox_minmax``), and ``lam`` comes from the box
+            whatever ``correct_lam`` says. As in timm, it turns CutMix on (``cutmix_alpha`` is
+            set to 1.0; it no longer matters).
     """
 
     def __init__(self, mixup_alpha: float = 0.8, cutmix_alpha: float = 1.0, switch_prob: float = 0.5,
                  prob: float = 1.0, mode: str = "batch", correct_lam: bool = True, label_smoothing: float = 0.1,
-                 num_classes: int | None = None) -> None:
+                 num_classes: int | None = None, cutmix_minmax: tuple[float, float] | None = None) -> None:
+        if cutmix_minmax is not None:
+            cutmix_minmax = F.check_cutmix_minmax(cutmix_minmax)
+            cutmix_alpha = 1.0  # as timm: with cutmix_minmax, CutMix is on and the box alone sets lam
         for name, value in (("mixup_alpha", mixup_alpha), ("cutmix_alpha", cutmix_alpha)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
                 raise ValueError(f"{name} must be a finite float >= 0 (0 disables it), got {value!r}")
@@ -76,6 +86,7 @@ class MixUpCutMix:
         self.mixup_alpha, self.cutmix_alpha = float(mixup_alpha), float(cutmix_alpha)
         self.switch_prob, self.prob, self.mode = float(switch_prob), float(prob), mode
         self.correct_lam, self.label_smoothing, self.num_classes = bool(correct_lam), float(label_smoothing), num_classes
+        self.cutmix_minmax = cutmix_minmax
 
     # -- parameters -------------------------------------------------------------------------------
     def _groups(self, batch: int, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -119,9 +130,13 @@ class MixUpCutMix:
         lam_cut = F.sample_beta(self.cutmix_alpha or 1.0, self.cutmix_alpha or 1.0, groups, generator).cpu()
         centers = torch.rand((groups, 2), generator=generator, device=device, dtype=torch.float64).cpu()
         apply = torch.rand(groups, generator=generator, device=device).cpu() < self.prob
-        boxes, corrected = F.cutmix_boxes(lam_cut, height, width, centers)
-        if self.correct_lam:
-            lam_cut = corrected
+        if self.cutmix_minmax is None:
+            boxes, corrected = F.cutmix_boxes(lam_cut, height, width, centers)
+            if self.correct_lam:
+                lam_cut = corrected
+        else:  # timm's rand_bbox_minmax: box sides drawn in the range; lam always from the box
+            draws = torch.rand((groups, 4), generator=generator, device=device, dtype=torch.float64).cpu()
+            boxes, lam_cut = F.cutmix_boxes_minmax(height, width, self.cutmix_minmax, draws)
         lam = torch.where(use_cutmix, lam_cut, lam_mix)
         lam = torch.where(apply, lam, torch.ones_like(lam))
         boxes[~(apply & use_cutmix)] = 0
@@ -193,12 +208,16 @@ class MixUp(MixUpCutMix):
 class CutMix(MixUpCutMix):
     """CutMix only: paste a box of area ``~(1 - lam)`` from the partner; carries masks.
 
+    The box is timm's ``rand_bbox`` for the same ``lam`` and centre (or ``rand_bbox_minmax`` with
+    ``cutmix_minmax``).
+
     Args:
         alpha: the Beta parameter, a finite float > 0 (0, nan, inf raise ``ValueError``).
             Other arguments as :class:`MixUpCutMix`.
     """
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, mode: str = "batch", correct_lam: bool = True,
-                 label_smoothing: float = 0.1, num_classes: int | None = None) -> None:
+                 label_smoothing: float = 0.1, num_classes: int | None = None,
+                 cutmix_minmax: tuple[float, float] | None = None) -> None:
         _check_alpha(alpha, "CutMix")
-        super().__init__(0.0, alpha, 1.0, prob, mode, correct_lam, label_smoothing, num_classes)
+        super().__init__(0.0, alpha, 1.0, prob, mode, correct_lam, label_smoothing, num_classes, cutmix_minmax)

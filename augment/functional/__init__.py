@@ -4,7 +4,7 @@ device. The transform classes draw parameters and call these."""
 from augment.functional._aa_ops import OPS, apply_op
 from augment.functional._autoaugment import apply_ops, augmix
 from augment.functional._geometry import hflip, resized_crop, resized_crop_masks
-from augment.functional._mix import cutmix, cutmix_boxes, mix_targets, mixup, smooth_targets
+from augment.functional._mix import cutmix, cutmix_boxes, cutmix_boxes_minmax, mix_targets, mixup, smooth_targets
 from augment.functional._patch import (
     MIN_INFILL_GRID,
     check_infill_grid,
@@ -29,6 +29,7 @@ __all__ = [
     "check_patch_size",
     "cutmix",
     "cutmix_boxes",
+    "cutmix_boxes_minmax",
     "gather_tokens",
     "hflip",
     "infill_region",

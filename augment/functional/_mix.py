@@ -15,8 +15,10 @@ import torch
 from augment.functional._alloc import empty_like
 
 __all__ = [
+    "check_cutmix_minmax",
     "cutmix",
     "cutmix_boxes",
+    "cutmix_boxes_minmax",
     "mix_targets",
     "mixup",
     "sample_beta",
@@ -119,28 +121,87 @@ def cutmix(x: torch.Tensor, source: torch.Tensor, boxes: torch.Tensor, partner: 
 
 
 def cutmix_boxes(lam: torch.Tensor, height: int, width: int, centers: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Boxes of area ``~(1 - lam) * H * W`` around ``centers`` (timm's ``rand_bbox``), clipped.
+    """Boxes of area ``~(1 - lam) * H * W`` around ``centers``, clipped: exactly timm's ``rand_bbox``.
+
+    With ``cut = int(size * sqrt(1 - lam))`` per side and the centre ``c`` in pixels, the box is
+    ``[c - cut // 2, c + (cut + 1) // 2)`` clipped to the image (so an unclipped box is ``cut``
+    pixels wide, odd cuts included), as ``timm.data.mixup.rand_bbox`` computes it.
 
     Args:
         lam: ``[N]`` float mixing weights.
-        centers: ``[N, 2]`` float in ``[0, 1)``: the box centre as a fraction of ``(H, W)``.
+        centers: ``[N, 2]`` float in ``[0, 1)``: the box centre as a fraction of ``(H, W)``; the
+            pixel is ``floor(fraction * size)`` (timm draws it with ``randint(0, size)``).
 
     Returns:
         ``(boxes, corrected_lam)``: int64 ``[N, 4]`` ``(top, left, bottom, right)`` and the weight
-        recomputed from the clipped area, ``1 - area / (H*W)``.
+        recomputed from the clipped area, ``1 - area / (H*W)`` (float64, timm's ``correct_lam``).
     """
     ratio = torch.sqrt(1.0 - lam.to(torch.float64).cpu())
     cut_h = (height * ratio).long()
     cut_w = (width * ratio).long()
-    cy = (centers[:, 0].cpu().to(torch.float64) * height).long()
-    cx = (centers[:, 1].cpu().to(torch.float64) * width).long()
+    cy = (centers[:, 0].cpu().to(torch.float64) * height).long().clamp_(0, height - 1)
+    cx = (centers[:, 1].cpu().to(torch.float64) * width).long().clamp_(0, width - 1)
     top = (cy - cut_h // 2).clamp(0, height)
-    bottom = (cy + cut_h // 2).clamp(0, height)
+    bottom = (cy + (cut_h + 1) // 2).clamp(0, height)
     left = (cx - cut_w // 2).clamp(0, width)
-    right = (cx + cut_w // 2).clamp(0, width)
+    right = (cx + (cut_w + 1) // 2).clamp(0, width)
+    return _with_lam(top, left, bottom, right, height, width)
+
+
+def _with_lam(top: torch.Tensor, left: torch.Tensor, bottom: torch.Tensor, right: torch.Tensor, height: int,
+              width: int) -> tuple[torch.Tensor, torch.Tensor]:
     boxes = torch.stack([top, left, bottom, right], dim=1)
-    corrected = 1.0 - ((bottom - top) * (right - left)).to(torch.float64) / (height * width)
+    corrected = 1.0 - ((bottom - top) * (right - left)).to(torch.float64) / float(height * width)
     return boxes, corrected
+
+
+def check_cutmix_minmax(minmax: object) -> tuple[float, float]:
+    """Validate timm's ``cutmix_minmax``: ``(low, high)`` side fractions, ``0 <= low < high <= 1``."""
+    if (not isinstance(minmax, (list, tuple)) or len(minmax) != 2
+            or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in minmax)
+            or not 0.0 <= minmax[0] < minmax[1] <= 1.0):
+        raise ValueError(f"cutmix_minmax must be (low, high) side fractions with 0 <= low < high <= 1, got {minmax!r}")
+    return float(minmax[0]), float(minmax[1])
+
+
+def _int_draw(low: torch.Tensor | int, high: torch.Tensor | int, uniform: torch.Tensor) -> torch.Tensor:
+    """``numpy.random.randint(low, high)`` from a uniform in ``[0, 1)``: ``low + floor(u * (high - low))``."""
+    span = torch.as_tensor(high) - torch.as_tensor(low)
+    return torch.as_tensor(low) + torch.minimum((uniform * span).long(), span - 1)
+
+
+def cutmix_boxes_minmax(height: int, width: int, minmax: tuple[float, float],
+                        uniform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boxes with sides drawn in ``minmax`` fractions of the image: exactly timm's ``rand_bbox_minmax``.
+
+    timm draws ``cut_h = randint(int(H * low), int(H * high))``, ``cut_w`` likewise, then the
+    top-left corner ``randint(0, H - cut_h + 1)``, ``randint(0, W - cut_w + 1)``; each
+    ``randint(a, b)`` here is ``a + floor(u * (b - a))`` with the four uniforms of a row.
+
+    Args:
+        minmax: ``(low, high)`` (:func:`check_cutmix_minmax`).
+        uniform: float ``[N, 4]`` in ``[0, 1)``: ``(cut_h, cut_w, top, left)`` draws.
+
+    Returns:
+        ``(boxes, lam)``: int64 ``[N, 4]`` ``(top, left, bottom, right)`` and ``1 - area / (H*W)``
+        (timm always corrects ``lam`` with ``cutmix_minmax``).
+
+    Raises:
+        ValueError: ``int(size * low) == int(size * high)`` for a side (no size to draw; timm's
+            ``randint`` fails there too).
+    """
+    low, high = check_cutmix_minmax(minmax)
+    bounds = [(int(height * low), int(height * high)), (int(width * low), int(width * high))]
+    for (a, b), name, size in zip(bounds, ("height", "width"), (height, width)):
+        if a >= b:
+            raise ValueError(f"cutmix_minmax {minmax!r} leaves no box size to draw for the image {name} {size} "
+                             f"(int({size} * {low}) = {a}, int({size} * {high}) = {b})")
+    u = uniform.cpu().to(torch.float64)
+    cut_h = _int_draw(*bounds[0], u[:, 0])
+    cut_w = _int_draw(*bounds[1], u[:, 1])
+    top = _int_draw(0, height - cut_h + 1, u[:, 2])
+    left = _int_draw(0, width - cut_w + 1, u[:, 3])
+    return _with_lam(top, left, top + cut_h, left + cut_w, height, width)
 
 
 def sample_gamma(alpha: torch.Tensor, generator: torch.Generator | None = None, rounds: int = 16) -> torch.Tensor:
