@@ -14,6 +14,14 @@ starts in microseconds where a forked process costs ~10 ms to start and ~10 ms t
 process that has imported torch), and forked processes otherwise (re-encoding, decoded or
 in-line samples, other adapters), where Python work dominates.
 
+The output folder holds only what the build writes (see :mod:`pipelines.writer` for the names).
+A fresh build needs an empty folder; a rerun resumes a build of the same source and config, and
+refuses a folder holding anything else. ``overwrite=True`` removes the shard set's own files
+(regular files with its names) and builds next to foreign entries, which it never removes or
+replaces. A rerun, finished or not, keeps complete shards only while the inputs they recorded
+are unchanged (key, and for files the path, size and mtime): the first shard an added, removed
+or modified input affects is rebuilt, with everything after it.
+
 Ray (https://docs.ray.io) is the distributed engine; it is an optional extra
 (``pip install "datafactory-toolkit[ray]"``) and imported only when ``engine="ray"``.
 """
@@ -23,7 +31,6 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
-import re
 import threading
 import time
 from collections import deque
@@ -36,15 +43,40 @@ from typing import Any
 from loaders import Adapter, SampleError, check_on_error
 from loaders.schema import KEY
 from pipelines.filecopy import copy_sample, file_members_for
-from pipelines.sources import CHECKS, Chunk, Reencode, SourceSpec, describe_source, process_chunk
-from pipelines.writer import INDEX_FORMAT, UnitWriter, complete_shards, publish_part, read_json, schema_of, write_json
+from pipelines.sources import (
+    CHECKS,
+    Chunk,
+    Reencode,
+    SourceSpec,
+    describe_source,
+    identifies_files,
+    input_identifier,
+    members_identity,
+    process_chunk,
+    root_prefix,
+    sample_identity,
+)
+from pipelines.writer import (
+    INDEX_FORMAT,
+    UnitWriter,
+    complete_shards,
+    input_fingerprint,
+    is_our_name,
+    new_run_id,
+    publish_part,
+    read_json,
+    remove_stale,
+    scan_out_dir,
+    schema_of,
+    write_json,
+)
 
 __all__ = ["ENGINES", "RAY_INSTALL_HINT", "BuildReport", "build_shards"]
 
 ENGINES = ("local", "ray")
 RAY_INSTALL_HINT = 'engine="ray" needs Ray: pip install "datafactory-toolkit[ray]" (or pip install "ray[default]")'
 _BUILD_FILE = ".build.json"
-_OUR_FILE = re.compile(r"\d{6}\.(tar|stats\.json)|\..*\.tmp")
+_LISTED = 5  # foreign entries named in an error message
 _BATCH = 64  # samples loaded at a time inside a unit (bounds memory, never changes the output)
 
 
@@ -91,9 +123,9 @@ def _resolve_source(source: Any, root: Any, split: str | None, options: Mapping[
 # -- units and engines: each engine yields (unit, result) in input order -----------------------
 
 
-def _units(adapter: Adapter | None, samples: Iterable[Any] | None, start: int, size: int) -> Iterator[Chunk]:
+def _units(adapter: Adapter | None, samples: Iterator[Any] | None, start: int, size: int) -> Iterator[Chunk]:
     """Units of ``size`` input positions aligned at multiples of ``size`` (the first one may
-    start later, at a resumed shard boundary)."""
+    start later, at a resumed shard boundary); ``samples`` yields in-line samples from ``start``."""
     if adapter is not None:
         total = len(adapter)
         first = start
@@ -102,7 +134,7 @@ def _units(adapter: Adapter | None, samples: Iterable[Any] | None, start: int, s
             yield Chunk(first, stop)
             first = stop
         return
-    iterator = itertools.islice(iter(samples), start, None)  # type: ignore[arg-type]
+    iterator = samples
     first = start
     while True:
         block = list(itertools.islice(iterator, (first // size + 1) * size - first))
@@ -113,23 +145,30 @@ def _units(adapter: Adapter | None, samples: Iterable[Any] | None, start: int, s
 
 
 def build_unit(adapter: Adapter | None, unit: Chunk, out_dir: str, max_bytes: int, job: tuple, on_error: str,
-               on_event: Callable[[str, Mapping[str, Any]], None] | None = None) -> dict[str, Any]:
+               run_id: str | None = None, on_event: Callable[[str, Mapping[str, Any]], None] | None = None) -> dict[str, Any]:
     """Write one unit's parts (temporary files in ``out_dir``); runs in a worker or a Ray task.
+
+    Every position's input identity is noted in order (see :mod:`pipelines.writer`): from the
+    copy's own ``fstat`` on the direct path, else from the source.
 
     Returns ``{"parts": [...], "error": None}``, or ``{"parts": [], "error": message}`` when a
     bad sample meets ``on_error="raise"`` (its temporary files are removed).
     """
-    writer = UnitWriter(Path(out_dir), start=unit.start, max_bytes=max_bytes, on_event=on_event)
+    writer = UnitWriter(Path(out_dir), start=unit.start, max_bytes=max_bytes, on_event=on_event, run_id=run_id)
     check, spec = job[0], job[1]
     members = file_members_for(adapter, check) if unit.samples is None and spec is None else None
     records = adapter.index if members is not None else ()  # type: ignore[union-attr]
+    identify = None if unit.samples is not None else input_identifier(adapter)  # type: ignore[arg-type]
+    prefix = root_prefix(adapter)
     try:
         position = unit.start
         while position < unit.stop:
             if members is not None:  # copy whole files straight into the tar buffer
                 record = records[position]
                 chosen = members(record)
-                if chosen is not None and copy_sample(writer, position, record[KEY], chosen, check):
+                stats: list = []
+                if chosen is not None and copy_sample(writer, position, record[KEY], chosen, check, stats):
+                    writer.note(members_identity(record[KEY], chosen, stats, prefix))
                     position += 1
                     continue
                 stop = position + 1  # this one sample through the generic path
@@ -144,6 +183,7 @@ def build_unit(adapter: Adapter | None, unit: Chunk, out_dir: str, max_bytes: in
                     return {"parts": [], "error": payload if payload.startswith("key ") else f"key {key!r}: {payload}"}
                 else:
                     writer.skip(position + offset, key, payload)
+                writer.note(identify(position + offset) if identify is not None else sample_identity(rows[offset], position + offset))
             position = stop
         return {"parts": writer.finish(unit.stop), "error": None}
     except BaseException:
@@ -167,8 +207,8 @@ def _init_worker(adapter: Adapter | None, parent: int) -> None:
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
 
-def _worker_unit(unit: Chunk, out_dir: str, max_bytes: int, job: tuple, on_error: str) -> dict[str, Any]:
-    return build_unit(_WORKER_SOURCE.get("adapter"), unit, out_dir, max_bytes, job, on_error)
+def _worker_unit(unit: Chunk, out_dir: str, max_bytes: int, job: tuple, on_error: str, run_id: str) -> dict[str, Any]:
+    return build_unit(_WORKER_SOURCE.get("adapter"), unit, out_dir, max_bytes, job, on_error, run_id)
 
 
 def _ordered(submit: Callable[[Chunk], Any], wait: Callable[[Any], Any], units: Iterator[Chunk], depth: int) -> Iterator[tuple[Chunk, Any]]:
@@ -202,8 +242,9 @@ def _local_results(adapter, units, *, workers, args, on_event, threads) -> Itera
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _ray_unit(adapter: Adapter | None, unit: Chunk, out_dir: str, max_bytes: int, job: tuple, on_error: str) -> dict:
-    return build_unit(adapter, unit, out_dir, max_bytes, job, on_error)
+def _ray_unit(adapter: Adapter | None, unit: Chunk, out_dir: str, max_bytes: int, job: tuple, on_error: str,
+              run_id: str) -> dict:
+    return build_unit(adapter, unit, out_dir, max_bytes, job, on_error, run_id)
 
 
 def _ray_results(adapter, units, *, workers, args, address) -> Iterator[tuple[Chunk, dict]]:
@@ -222,27 +263,155 @@ def _ray_results(adapter, units, *, workers, args, address) -> Iterator[tuple[Ch
 # -- the build ----------------------------------------------------------------------------------
 
 
-def _prepare_out_dir(out: Path, record: dict[str, Any], overwrite: bool) -> bool:
-    """Returns True when ``out`` already holds this exact, finished build."""
+def _listed(names: list[str]) -> str:
+    shown = ", ".join(repr(name) for name in names[:_LISTED])
+    return shown + (f" and {len(names) - _LISTED} more" if len(names) > _LISTED else "")
+
+
+def _open_out_dir(out: Path) -> None:
+    """Create ``out`` (a symlink the user names as ``out_dir`` is followed; links inside are not)."""
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"out_dir {str(out)!r} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    build_file = out / _BUILD_FILE
-    ours = build_file.is_file()
+
+
+def _read_build_record(path: Path) -> dict[str, Any]:
+    try:
+        record = read_json(path)
+    except ValueError as error:
+        raise ValueError(f"{str(path)!r} is not a build record ({error}); pass overwrite=True or choose another out_dir") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{str(path)!r} is not a build record (a JSON object); pass overwrite=True or choose another out_dir")
+    return record
+
+
+def _same_build(previous: Mapping[str, Any], record: Mapping[str, Any]) -> bool:
+    # the inputs are compared shard by shard (fingerprints), not here
+    ignored = ("inputs", "shards")
+    return {k: v for k, v in previous.items() if k not in ignored} == {k: v for k, v in record.items() if k not in ignored}
+
+
+def _prepare_out_dir(out: Path, record: dict[str, Any], overwrite: bool) -> tuple[bool, list[Any]]:
+    """Check (and with ``overwrite`` clear) ``out``.
+
+    Returns:
+        Whether it holds a finished build with this source and config (its inputs are checked by
+        the caller), and the shard fingerprints its ``.build.json`` records.
+
+    Raises:
+        NotADirectoryError: ``out`` is a file.
+        ValueError: ``out`` holds entries the build did not write (without ``overwrite``), a
+            symlink or folder carrying one of the build's names, or another build.
+    """
+    _open_out_dir(out)
+    ours, foreign = scan_out_dir(out)
+    blocking = [name for name in foreign if is_our_name(name)]
+    if blocking:
+        raise ValueError(f"out_dir {str(out)!r}: {_listed(blocking)} carry shard-set names but are not regular files "
+                         "(symlinks or folders?); the build never writes through or removes them: move them away")
     if overwrite:  # only what a build writes; anything else in the folder stays
-        for entry in out.iterdir():
-            if entry.is_file() and (entry.name in (_BUILD_FILE, "index.json") or _OUR_FILE.fullmatch(entry.name)):
-                entry.unlink()
-        return False
-    if ours:
-        previous = read_json(build_file)
-        if previous != record:
+        for entry in ours.values():
+            os.unlink(entry.path)  # a regular file (scan_out_dir): the name goes, nothing is followed
+        return False, []
+    if foreign:
+        raise ValueError(f"out_dir {str(out)!r} holds {len(foreign)} {'entry' if len(foreign) == 1 else 'entries'} "
+                         f"this build did not write: {_listed(foreign)}; "
+                         "build into an empty folder, move them away, or pass overwrite=True (--overwrite) to "
+                         "build next to them (they are never removed)")
+    if _BUILD_FILE in ours:
+        previous = _read_build_record(out / _BUILD_FILE)
+        if not _same_build(previous, record):
             raise ValueError(
                 f"out_dir {str(out)!r} holds a build with another source or config ({previous.get('config')}); "
                 "pass overwrite=True (--overwrite) or choose another out_dir"
             )
-        return (out / "index.json").is_file()
-    if any(out.glob("*.tar")) or (out / "index.json").exists():
-        raise ValueError(f"out_dir {str(out)!r} holds shards that this build did not write; pass overwrite=True or use another folder")
-    return False
+        fingerprints = previous.get("shards")
+        return "index.json" in ours, fingerprints if isinstance(fingerprints, list) else []
+    if ours:
+        raise ValueError(f"out_dir {str(out)!r} holds shards that this build did not write ({_listed(sorted(ours))}); "
+                         "pass overwrite=True or use another folder")
+    return False, []
+
+
+# -- the inputs as they are now, to compare with what complete shards recorded -------------------
+
+
+class _Inputs:
+    """The current identity of each input position (``None`` past the end).
+
+    For an iterable source the samples are read once, in order: those of the shard being
+    checked are kept, so that the build can start again from that shard (:meth:`rest`).
+    """
+
+    def __init__(self, adapter: Adapter | None, samples: Iterable[Any] | None) -> None:
+        self._identify = None if adapter is None else input_identifier(adapter)
+        self._total = None if adapter is None else len(adapter)
+        self._iterator = None if samples is None else iter(samples)
+        self._base = 0  # position of self._kept[0]
+        self._kept: list[Any] = []
+
+    def identity(self, position: int) -> str | None:
+        if self._identify is not None:
+            return self._identify(position) if position < self._total else None  # type: ignore[operator]
+        while self._base + len(self._kept) <= position:
+            sample = next(self._iterator, _END)  # type: ignore[arg-type]
+            if sample is _END:
+                return None
+            self._kept.append(sample)
+        return sample_identity(self._kept[position - self._base], position)
+
+    def forget_before(self, position: int) -> None:
+        """Drop kept samples before ``position`` (the start of the shard about to be checked)."""
+        drop = min(position - self._base, len(self._kept))
+        if drop > 0:
+            del self._kept[:drop]
+            self._base += drop
+
+    def rest(self, start: int) -> Iterator[Any] | None:
+        """In-line samples from ``start`` on (``None`` for an adapter)."""
+        if self._iterator is None:
+            return None
+        self.forget_before(start)
+        if self._base < start:  # nothing was kept there: skip unread samples
+            return itertools.islice(self._iterator, start - self._base - len(self._kept), None)
+        return itertools.chain(self._kept[start - self._base:], self._iterator)
+
+
+_END = object()
+
+
+def _still_valid(number: int, stats: Mapping[str, Any], inputs: _Inputs, max_count: int, fingerprints: list[Any]) -> bool:
+    """Whether complete shard ``number`` still matches the input: the fingerprint ``.build.json``
+    recorded for it, over its range and the input it was cut before (see :mod:`pipelines.writer`)."""
+    start, end = stats.get("start"), stats.get("end")
+    if number >= len(fingerprints) or not (isinstance(start, int) and isinstance(end, int) and start <= end):
+        return False  # an older build's record, or a damaged one: rebuilt
+    inputs.forget_before(start)
+    identities = [inputs.identity(position) for position in range(start, end)]
+    if None in identities:
+        return False  # inputs were removed from the end
+    after = None if end % max_count == 0 else inputs.identity(end)  # a unit boundary: nothing was cut
+    return input_fingerprint(identities, after) == fingerprints[number]
+
+
+def _finished_index(out: Path, kept: list[dict[str, Any]], inputs: _Inputs) -> dict[str, Any] | None:
+    """The stored index when the kept shards are exactly the finished set and no input follows."""
+    try:
+        index = read_json(out / "index.json")
+        listed = [shard["sha256"] for shard in index["shards"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    end = kept[-1]["end"] if kept else 0
+    if listed != [shard.get("sha256") for shard in kept] or inputs.identity(end) is not None:
+        return None
+    return index
+
+
+def _remove_run_temporaries(out: Path, run_id: str) -> None:
+    ours, _ = scan_out_dir(out)
+    for name, entry in ours.items():
+        if name.endswith(f".{run_id}.tmp"):
+            os.unlink(entry.path)
 
 
 def build_shards(
@@ -285,7 +454,8 @@ def build_shards(
         check: per-sample check, one of :data:`pipelines.sources.CHECKS`.
         suffixes: field -> suffix overrides for decoded samples (e.g. ``{"image": "jpg"}``).
         ray_address: passed to ``ray.init`` when Ray is not initialised (``"auto"`` on a cluster).
-        overwrite: remove an existing shard set in ``out_dir`` first.
+        overwrite: remove an existing shard set in ``out_dir`` first (only its own files: entries
+            the build did not write are kept, and without ``overwrite`` they are refused).
         progress: show a tqdm bar with samples/s.
         on_event: callback ``(kind, info)`` for ``"sample"``, ``"skip"``, ``"tar"``, ``"shard"``.
 
@@ -295,7 +465,10 @@ def build_shards(
     Raises:
         SampleError: a bad sample with ``on_error="raise"``.
         RuntimeError: ``engine="ray"`` without Ray installed (the message says how to install it).
-        ValueError / TypeError: bad arguments, or ``out_dir`` holds a different build.
+        ValueError / TypeError: bad arguments, or ``out_dir`` holds a different build or
+            entries the build did not write.
+        NotADirectoryError: ``out_dir`` is a file.
+        OSError: writing failed (a full disk...); the message names the file.
     """
     began = time.perf_counter()
     _positive("max_count", max_count), _positive("max_bytes", max_bytes)
@@ -316,14 +489,23 @@ def build_shards(
               "on_error": on_error, "check": check, "suffixes": dict(suffixes or {})}
     described = describe_source(source)
     out = Path(out_dir)
-    record = {"format": INDEX_FORMAT, "source": described, "config": config}
-    if _prepare_out_dir(out, record, overwrite):
-        index = read_json(out / "index.json")
-        return BuildReport(out, index, index["read"], index["count"], index["skipped"], len(index["shards"]), time.perf_counter() - began)
-    write_json(out / _BUILD_FILE, record)
-    (out / "index.json").unlink(missing_ok=True)
-    kept = complete_shards(out)
+    record = {"format": INDEX_FORMAT, "source": described, "config": config,
+              "inputs": "key, path, size, mtime_ns" if identifies_files(adapter) else "key"}
+    finished, fingerprints = _prepare_out_dir(out, record, overwrite)
+    inputs = _Inputs(adapter, None if adapter is not None else source)
+    kept = complete_shards(out, lambda number, stats: _still_valid(number, stats, inputs, max_count, fingerprints),
+                           remove=False)
     start = kept[-1]["end"] if kept else 0
+    if finished:
+        index = _finished_index(out, kept, inputs)
+        if index is not None:
+            return BuildReport(out, index, index["read"], index["count"], index["skipped"], len(index["shards"]),
+                               time.perf_counter() - began)
+    record["shards"] = fingerprints[:len(kept)]
+    write_json(out / _BUILD_FILE, record)
+    if finished:
+        os.unlink(out / "index.json")  # a regular file of ours (_prepare_out_dir)
+    remove_stale(out, len(kept))
 
     bar = None
     if progress:
@@ -338,8 +520,9 @@ def build_shards(
         if on_event is not None:
             on_event(kind, info)
 
-    args = (str(out), max_bytes, (check, spec, dict(suffixes) if suffixes else None), on_error)
-    units = _units(adapter, None if adapter is not None else source, start, max_count)
+    run_id = new_run_id()
+    args = (str(out), max_bytes, (check, spec, dict(suffixes) if suffixes else None), on_error, run_id)
+    units = _units(adapter, inputs.rest(start), start, max_count)
     if engine == "local":
         threads = spec is None and file_members_for(adapter, check) is not None
         results = _local_results(adapter, units, workers=workers, args=args, on_event=event if workers == 1 else None,
@@ -347,20 +530,24 @@ def build_shards(
     else:
         results = _ray_results(adapter, units, workers=workers, args=args, address=ray_address)
     shards = list(kept)
+
+    def journal(part: Mapping[str, Any]) -> None:
+        record["shards"].append(part["fingerprint"])
+        write_json(out / _BUILD_FILE, record)
+
     try:
         for unit, result in results:
             if result["error"] is not None:
                 raise SampleError(result["error"])
             for part in result["parts"]:
-                shards.append(publish_part(out, part, len(shards), on_event))
+                shards.append(publish_part(out, part, len(shards), on_event, journal))
             if bar is not None and not (engine == "local" and workers == 1):
                 bar.update(unit.stop - unit.start)
     finally:
         results.close()  # stops the pool (running units finish) before temporary files go
         if bar is not None:
             bar.close()
-        for leftover in out.glob(".unit*.tar.tmp"):
-            leftover.unlink(missing_ok=True)
+        _remove_run_temporaries(out, run_id)
     skipped = [s for shard in shards for s in shard["skipped"]]
     written = sum(s["count"] for s in shards)
     index = {

@@ -78,9 +78,14 @@ def _read_file(fd: int, view: memoryview, size: int) -> bool:
     return got == size
 
 
-def copy_sample(writer: UnitWriter, position: int, key: str, members: Sequence[MemberSource], check: str) -> bool:
+def copy_sample(writer: UnitWriter, position: int, key: str, members: Sequence[MemberSource], check: str,
+                stats: list[os.stat_result | None] | None = None) -> bool:
     """Write one sample straight from its files into ``writer``; ``False`` (nothing written)
-    when the generic path must handle it."""
+    when the generic path must handle it.
+
+    ``stats``, when given, receives the ``fstat`` of each member's file (``None`` for bytes), in
+    member order: the build records its inputs' identities from them without a second ``stat``.
+    """
     fds: list[int] = []
     try:
         layout = []
@@ -88,10 +93,15 @@ def copy_sample(writer: UnitWriter, position: int, key: str, members: Sequence[M
         for suffix, source in members:
             if type(source) is bytes:
                 fd, size = -1, len(source)
+                if stats is not None:
+                    stats.append(None)
             else:
                 fd = open_regular(source)  # a FIFO, socket or device is never opened: OSError, the generic path reports it
                 fds.append(fd)
-                size = os.fstat(fd).st_size
+                info = os.fstat(fd)
+                size = info.st_size
+                if stats is not None:
+                    stats.append(info)
                 if callable(suffix):  # named by its content: one small read of its head
                     suffix = suffix(os.pread(fd, SNIFF_BYTES, 0))
                     if suffix is None:

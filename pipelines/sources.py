@@ -13,8 +13,9 @@ webdataset's ``ShardWriter`` practice); re-encoding happens only when asked.
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -29,6 +30,10 @@ __all__ = [
     "SourceSpec",
     "check_payload",
     "describe_source",
+    "identifies_files",
+    "input_identifier",
+    "members_identity",
+    "sample_identity",
     "prepare_sample",
     "process_chunk",
 ]
@@ -38,6 +43,7 @@ __all__ = [
 CHECKS = ("structure", "decode", "none")
 _REENCODE_FORMATS = ("jpg", "png")
 _STRUCTURE_TAIL = 4096
+_INLINE_IDENTITY_BYTES = 32  # in-line members up to this size are recorded as their hex, larger ones by sha256
 
 
 @dataclass(frozen=True)
@@ -232,3 +238,82 @@ def describe_source(source: Any) -> dict[str, Any]:
                 "class": type(source).__name__}
     return {"type": "iterable", "class": type(source).__name__}
 
+
+
+# -- input identities: what a build records about each of its inputs ---------------------------
+#
+# An identity is a string: the key, then for a file-backed adapter each member as three fields,
+# a file as (path relative to the source root, size, mtime_ns) ("-" twice when it cannot be
+# stat'ed) and an in-line member as ("", suffix, its bytes as hex or "sha256:..." when long),
+# all separated by NUL (no path or key holds one). Content is not hashed: size and mtime are what
+# make and rsync trust. A string, built with one f-string per member: this runs per sample.
+
+
+def root_prefix(adapter: Adapter | None) -> str:
+    """The adapter's root folder with a trailing separator ('' when it has none)."""
+    root = getattr(adapter, "root", None)
+    return "" if root is None else os.path.join(os.fspath(root), "")
+
+
+def _inline_identity(suffix: Any, data: bytes) -> str:
+    value = data.hex() if len(data) <= _INLINE_IDENTITY_BYTES else "sha256:" + hashlib.sha256(data).hexdigest()
+    return f"\0{suffix if isinstance(suffix, str) else ''}\0{value}"
+
+
+def members_identity(key: str, members: Sequence[tuple[Any, Any]], stats: Sequence[os.stat_result | None],
+                     prefix: str) -> str:
+    """The identity of a sample from its file members and their ``stat`` results (same order)."""
+    fields = [key]
+    for (suffix, source), info in zip(members, stats):
+        if isinstance(source, bytes):
+            fields.append(_inline_identity(suffix, source))
+            continue
+        path = source if type(source) is str else os.fspath(source)
+        if prefix and path.startswith(prefix):
+            path = path[len(prefix):]
+        fields.append(f"{path}\0-\0-" if info is None else f"{path}\0{info.st_size}\0{info.st_mtime_ns}")
+    return "\0".join(fields)
+
+
+def _stat_members(members: Sequence[tuple[Any, Any]]) -> list[os.stat_result | None]:
+    stats: list[os.stat_result | None] = []
+    for _, source in members:
+        if isinstance(source, bytes):
+            stats.append(None)
+            continue
+        try:
+            stats.append(os.stat(source))
+        except OSError:  # a missing or unreadable file: recorded as such, the sample path reports it
+            stats.append(None)
+    return stats
+
+
+def identifies_files(adapter: Adapter | None) -> bool:
+    """Whether an adapter's inputs are files (it implements :meth:`loaders.Adapter.file_members`).
+
+    Unlike the direct copy path, this holds for a subclass that loads differently: the files a
+    record names are still its inputs.
+    """
+    return adapter is not None and type(adapter).file_members is not Adapter.file_members
+
+
+def input_identifier(adapter: Adapter) -> Callable[[int], str]:
+    """``position -> identity`` for an adapter: from its files' ``stat`` when it
+    :func:`identifies_files`, else its key."""
+    if not identifies_files(adapter):
+        return adapter.key
+    prefix, records = root_prefix(adapter), adapter.index
+
+    def identify(position: int) -> str:
+        members = adapter.file_members(records[position])
+        if members is None:
+            return adapter.key(position)
+        return members_identity(adapter.key(position), members, _stat_members(members), prefix)
+
+    return identify
+
+
+def sample_identity(raw: Any, position: int) -> str:
+    """The identity of an in-line sample: its key (``#position`` when it has no string key)."""
+    key = raw.get(KEY) if isinstance(raw, Mapping) else None
+    return key if isinstance(key, str) and "\0" not in key else f"#{position}"

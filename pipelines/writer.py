@@ -2,10 +2,12 @@
 
 Layout of a shard set::
 
-    out/000000.tar          WebDataset tar (written as .000000.tar.tmp, renamed when whole)
-    out/000000.stats.json   count, bytes, sha256, input range, skipped keys with reasons
+    out/000000.tar          WebDataset tar (written under a hidden temporary name, renamed when whole)
+    out/000000.stats.json   count, bytes, sha256, input range, skipped keys with reasons, and the
+                            keys of the inputs of the range (``inputs``)
     out/index.json          every shard, the schema, the source, the resolved build config
-    out/.build.json         the build's source and config (lets a rerun resume safely)
+    out/.build.json         the build's source and config, and each published shard's input
+                            fingerprint (lets a rerun resume safely; see "Inputs" below)
 
 The unit of work is a run of ``max_count`` consecutive input positions, aligned at multiples
 of ``max_count`` (img2dataset's and style.md's "the shard is the unit of work"): one worker
@@ -18,13 +20,33 @@ sidecar is written last, as img2dataset's ``_stats.json`` and lhotse's ``.comple
 are). A rerun keeps the longest run of complete shards and restarts at the input position after
 the last one; that position is always a part boundary, where rolling starts afresh, so the
 result is byte-identical to an uninterrupted build.
+
+Inputs: every input position has an *identity* (:mod:`pipelines.sources`): for file-backed
+adapters the key and each file's path relative to the source root, size and ``st_mtime_ns``
+(taken from the ``fstat`` the copy does anyway), for other sources the key. A shard's
+*fingerprint* is the sha256 of the identities of its range and, when the part was cut by size
+inside a unit, of the input that did not fit (its size decided the cut). The sidecar records the
+range's keys (source-independent: the same set built from a folder or from a Hugging Face copy
+of it has byte-identical sidecars); ``.build.json`` records the fingerprints, written after the
+tar is renamed and before its sidecar. A rerun keeps a complete shard only while its fingerprint
+still matches the input, so a file added, removed or modified since the first attempt rebuilds
+from the first shard it affects.
+
+The folder is treated as hostile: only the names this module defines (:func:`is_our_name`) are
+ever removed or replaced, and only when they are regular files (never through a symlink);
+temporary files are created exclusively (``O_CREAT | O_EXCL | O_NOFOLLOW``) under names that
+carry a random per-run token, and a final name is replaced only when it is absent or a regular file.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
+import secrets
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,7 +59,13 @@ __all__ = [
     "UnitWriter",
     "publish_part",
     "complete_shards",
+    "input_fingerprint",
+    "input_problems",
+    "is_our_name",
+    "new_run_id",
     "read_json",
+    "remove_stale",
+    "scan_out_dir",
     "schema_of",
     "shard_name",
     "write_json",
@@ -47,6 +75,15 @@ INDEX_FORMAT = "datafactory-shards/1"
 _SHARD_DIGITS = 6
 _BUFFER_BYTES = 1 << 20  # tar bytes gathered before one hash update and one write (about an L2 cache)
 _MAX_BUFFER_BYTES = 64 << 20  # the buffer grows for samples up to this size; larger ones bypass it
+#: created exclusively, never through a link: a planted file or symlink at the name fails the open
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_SHARD_FILE = re.compile(r"(\d{6})\.(?:tar|stats\.json)")
+#: our temporaries: a dot, one of our names (or a unit part), an optional run token (older builds
+#: used none, or the pid for unit parts), ``.tmp``; ``draft.tmp`` or ``.hidden.tmp`` never match
+_TEMPORARY_FILE = re.compile(
+    r"\.(?:\d{6}\.tar|\d{6}\.stats\.json|index\.json|\.build\.json|unit\d{12}-\d{4}(?:-\d+)?\.tar)(?:\.[0-9a-f]{16})?\.tmp"
+)
+_FIXED_NAMES = ("index.json", ".build.json")
 
 
 def shard_name(number: int) -> str:
@@ -58,11 +95,85 @@ def stats_name(number: int) -> str:
     return f"{number:0{_SHARD_DIGITS}d}.stats.json"
 
 
-def write_json(path: Path, value: Any) -> None:
-    """Write JSON deterministically (sorted keys) under a temporary name, then rename."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(value, sort_keys=True, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+def new_run_id() -> str:
+    """A random token for temporary names: no two runs (or a stale file) ever share one."""
+    return secrets.token_hex(8)
+
+
+def is_our_name(name: str) -> bool:
+    """Whether ``name`` is one the builder writes: ``NNNNNN.tar``, ``NNNNNN.stats.json``,
+    ``index.json``, ``.build.json`` or one of its temporaries."""
+    return name in _FIXED_NAMES or _SHARD_FILE.fullmatch(name) is not None or _TEMPORARY_FILE.fullmatch(name) is not None
+
+
+def scan_out_dir(out_dir: Path) -> tuple[dict[str, os.DirEntry], list[str]]:
+    """Sort the entries of ``out_dir`` into ours (regular files with our names, by name) and
+    foreign ones (anything else, including a symlink or folder that carries one of our names)."""
+    ours: dict[str, os.DirEntry] = {}
+    foreign: list[str] = []
+    with os.scandir(out_dir) as entries:
+        for entry in entries:
+            if is_our_name(entry.name) and entry.is_file(follow_symlinks=False):
+                ours[entry.name] = entry
+            else:
+                foreign.append(entry.name)
+    foreign.sort()
+    return ours, foreign
+
+
+def _check_replaceable(path: Path) -> None:
+    """Refuse to replace anything but a regular file (a symlink, folder, FIFO... planted at one of
+    our names is someone else's: ``os.replace`` would not write through it, but would destroy it)."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(info.st_mode):
+        raise FileExistsError(errno.EEXIST, "refusing to replace an entry that is not a regular file (a symlink or folder?)", str(path))
+
+
+def place(temporary: Path | str, path: Path) -> None:
+    """Rename a finished temporary file to its final name (see :func:`_check_replaceable`)."""
+    _check_replaceable(path)
     os.replace(temporary, path)
+
+
+def create_temporary(path: Path) -> int:
+    """Open a new file at ``path`` exclusively for writing (never an existing file or a link)."""
+    return os.open(path, _CREATE_FLAGS, 0o644)
+
+
+def write_all(fd: int, data: Any, path: Path | str) -> None:
+    """Write ``data`` in full; an ``OSError`` (a full disk...) names ``path``."""
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError as error:
+        raise OSError(error.errno, error.strerror or str(error), str(path)) from None
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Write JSON deterministically (sorted keys) under a new temporary name (created
+    exclusively), then rename it over ``path`` unless that is a symlink or not a regular file."""
+    text = json.dumps(value, sort_keys=True, indent=1, ensure_ascii=False)
+    temporary = path.with_name(f".{path.name}.{new_run_id()}.tmp")
+    fd = create_temporary(temporary)
+    try:
+        try:
+            write_all(fd, (text + "\n").encode("utf-8"), path)
+        finally:
+            os.close(fd)
+        place(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def input_fingerprint(identities: Sequence[Any], after: Any) -> str:
+    """The sha256 of a shard's input identities and of the input its part was cut before."""
+    text = json.dumps([list(identities), after], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def read_json(path: Path) -> Any:
@@ -99,12 +210,20 @@ class UnitWriter:
         start: the unit's first input position (names its temporary files).
         max_bytes: tar size limit (a single larger sample gets a part of its own).
         on_event: called with ``("sample"|"skip", info)`` as samples are written.
+        run_id: the build's random token, part of every temporary name (:func:`new_run_id`).
+
+    The caller gives every input position's identity, in order, with :meth:`note`; each part
+    records those of its range (see the module docstring).
     """
 
-    def __init__(self, out_dir: Path, *, start: int, max_bytes: int, on_event: Event | None = None) -> None:
+    def __init__(self, out_dir: Path, *, start: int, max_bytes: int, on_event: Event | None = None,
+                 run_id: str | None = None) -> None:
         self.out_dir, self.unit, self.max_bytes = Path(out_dir), start, max_bytes
         self.on_event = on_event
+        self.run_id = run_id or new_run_id()
         self.parts: list[dict[str, Any]] = []
+        self._inputs: list[str] = []
+        self.note = self._inputs.append  # bound once: called per sample
         self._fd: int | None = None
         self._buffer = bytearray(_BUFFER_BYTES)
         self._view = memoryview(self._buffer)
@@ -112,9 +231,10 @@ class UnitWriter:
         self._open(start)
 
     def _open(self, position: int) -> None:
-        # the pid keeps a worker orphaned by a killed build from ever sharing a file with a rerun
-        self._temporary = self.out_dir / f".unit{self.unit:012d}-{len(self.parts):04d}-{os.getpid()}.tar.tmp"
-        self._fd = os.open(self._temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
+        # the run token keeps a worker orphaned by a killed build from ever sharing a file with a
+        # rerun, and the exclusive open refuses a file or symlink planted at the name
+        self._temporary = self.out_dir / f".unit{self.unit:012d}-{len(self.parts):04d}.tar.{self.run_id}.tmp"
+        self._fd = create_temporary(self._temporary)
         self._hash = hashlib.sha256()
         self._used = 0
         self._part = {"start": position, "count": 0, "bytes": 0, "skipped": [], "suffixes": set(),
@@ -124,8 +244,11 @@ class UnitWriter:
         """Hash and write ``data`` (bytes or a memoryview) in full."""
         self._hash.update(data)
         view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view):]  # type: ignore[arg-type]
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]  # type: ignore[arg-type]
+        except OSError as error:  # a full disk: say which file
+            raise OSError(error.errno, error.strerror or str(error), str(self._temporary)) from None
 
     def _flush(self) -> None:
         if self._used:
@@ -217,9 +340,17 @@ class UnitWriter:
             self.on_event("skip", {"position": position, "key": key, "reason": reason})
 
     def finish(self, end: int) -> list[dict[str, Any]]:
-        """Close the last part (a unit whose samples were all skipped gives one empty part)."""
+        """Close the last part (a unit whose samples were all skipped gives one empty part) and
+        give each part the identities of its inputs (and of the input it was cut before)."""
         if self._fd is not None:
             self._close(end)
+        inputs = self._inputs
+        if len(inputs) != end - self.unit:
+            raise AssertionError(f"unit at {self.unit}: {len(inputs)} input identities for {end - self.unit} positions")
+        for part in self.parts:
+            first, stop = part["start"] - self.unit, part["end"] - self.unit
+            part["inputs"] = [identity.partition("\0")[0] for identity in inputs[first:stop]]  # the keys
+            part["fingerprint"] = input_fingerprint(inputs[first:stop], inputs[stop] if stop < len(inputs) else None)
         return self.parts
 
     def abort(self) -> None:
@@ -231,13 +362,17 @@ class UnitWriter:
             path.unlink(missing_ok=True)
 
 
-def publish_part(out_dir: Path, part: Mapping[str, Any], number: int, on_event: Event | None = None) -> dict[str, Any]:
-    """Rename a finished part to ``NNNNNN.tar``, then write its ``NNNNNN.stats.json`` sidecar."""
+def publish_part(out_dir: Path, part: Mapping[str, Any], number: int, on_event: Event | None = None,
+                 journal: Callable[[Mapping[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Rename a finished part to ``NNNNNN.tar``, call ``journal(part)`` (the build records the
+    part's fingerprint), then write its ``NNNNNN.stats.json`` sidecar, which completes the shard."""
     name = shard_name(number)
-    os.replace(part["temporary"], Path(out_dir) / name)
+    place(part["temporary"], Path(out_dir) / name)
+    if journal is not None:
+        journal(part)
     if on_event is not None:
         on_event("tar", {"shard": name})
-    stats = {k: v for k, v in part.items() if k != "temporary"}
+    stats = {k: v for k, v in part.items() if k not in ("temporary", "fingerprint")}
     stats["shard"] = name
     write_json(Path(out_dir) / stats_name(number), stats)
     if on_event is not None:
@@ -245,11 +380,22 @@ def publish_part(out_dir: Path, part: Mapping[str, Any], number: int, on_event: 
     return stats
 
 
-def complete_shards(out_dir: Path) -> list[dict[str, Any]]:
+def _regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def complete_shards(out_dir: Path, still_valid: Callable[[int, Mapping[str, Any]], bool] | None = None, *,
+                    remove: bool = True) -> list[dict[str, Any]]:
     """The stats of shards ``0, 1, ...`` that are complete, stopping at the first that is not.
 
-    Everything after that point (later shards, sidecars, temporary files) is removed, since a
-    resumed build rewrites it.
+    A shard is complete when its tar and sidecar are regular files that agree on the size, its
+    range starts where the previous one ended, and ``still_valid(number, stats)`` (when given:
+    the recorded inputs still match) holds. With ``remove``, everything of ours after that point
+    (later shards, sidecars, temporary files) is removed (:func:`remove_stale`), since a resumed
+    build rewrites it.
     """
     out_dir = Path(out_dir)
     done: list[dict[str, Any]] = []
@@ -257,20 +403,78 @@ def complete_shards(out_dir: Path) -> list[dict[str, Any]]:
     position = 0
     while True:
         tar, stats = out_dir / shard_name(number), out_dir / stats_name(number)
-        if not (tar.is_file() and stats.is_file()):
+        if not (_regular(tar) and _regular(stats)):
             break
         try:
             record = read_json(stats)
         except (OSError, ValueError):
             break
-        if record.get("bytes") != tar.stat().st_size or record.get("start") != position:
+        if not isinstance(record, dict) or record.get("bytes") != os.lstat(tar).st_size or record.get("start") != position:
+            break
+        if still_valid is not None and not still_valid(number, record):
             break
         done.append(record)
         position = record["end"]
         number += 1
-    for entry in out_dir.iterdir():
-        name = entry.name
-        stem = name.lstrip(".").split(".", 1)[0]
-        if name.endswith(".tmp") or (stem.isdigit() and len(stem) == _SHARD_DIGITS and int(stem) >= number):
-            entry.unlink()
+    if remove:
+        remove_stale(out_dir, number)
     return done
+
+
+def remove_stale(out_dir: Path, first: int) -> None:
+    """Remove our shards and sidecars numbered ``first`` and up, and our temporary files: regular
+    files with our names only (a symlink is never followed, a foreign file never touched)."""
+    ours, _ = scan_out_dir(Path(out_dir))
+    for name, entry in ours.items():
+        shard = _SHARD_FILE.fullmatch(name)
+        if (shard is not None and int(shard.group(1)) >= first) or _TEMPORARY_FILE.fullmatch(name):
+            os.unlink(entry.path)
+
+
+def _tar_keys(tar: Path) -> list[str]:
+    from pipelines.tario import iter_shard_samples
+
+    return [sample["__key__"] for sample in iter_shard_samples(tar, read_data=False)]
+
+
+def _shard_input_problems(tar: Path, stats: Mapping[str, Any]) -> list[str]:
+    """Compare one shard's samples with the inputs its sidecar records: in order, every sample is
+    the next recorded input, and the inputs left out are exactly the skipped ones."""
+    name, inputs = tar.name, stats["inputs"]
+    if not isinstance(inputs, list) or len(inputs) != stats.get("end", 0) - stats.get("start", 0):
+        return [f"{name}: the sidecar records {len(inputs) if isinstance(inputs, list) else 'no'} inputs for "
+                f"positions {stats.get('start')}..{stats.get('end')}"]
+    keys = _tar_keys(tar)
+    matched = 0
+    for recorded in inputs:
+        if matched < len(keys) and recorded == keys[matched]:
+            matched += 1
+    problems = []
+    if matched != len(keys):
+        problems.append(f"{name}: sample {keys[matched]!r} is not the recorded input at its place "
+                        f"(inputs {stats['start']}..{stats['end']} in {name.replace('.tar', '.stats.json')})")
+    elif len(inputs) - matched != len(stats.get("skipped", ())):
+        problems.append(f"{name}: {len(inputs) - matched} recorded inputs are not in the tar, "
+                        f"but the sidecar lists {len(stats.get('skipped', ()))} skipped")
+    return problems
+
+
+def input_problems(folder: str | os.PathLike, shards: Sequence[str]) -> list[str]:
+    """Check the shards named ``shards`` (plain file names in ``folder``, as listed by a checked
+    ``index.json``) against the inputs their sidecars record, when they record them (older sets
+    and other writers' sets are not checked)."""
+    problems: list[str] = []
+    for name in shards:
+        if _SHARD_FILE.fullmatch(name) is None or not name.endswith(".tar"):
+            continue  # not one of our names: nothing of ours was recorded for it
+        tar = Path(folder) / name
+        sidecar = tar.with_name(stats_name(int(name[:_SHARD_DIGITS])))
+        if not (_regular(tar) and _regular(sidecar)):
+            continue  # reported as missing by the caller
+        try:
+            stats = read_json(sidecar)
+            if isinstance(stats, dict) and "inputs" in stats:
+                problems.extend(_shard_input_problems(tar, stats))
+        except (OSError, ValueError) as error:
+            problems.append(f"{name}: cannot check the recorded inputs: {error}")
+    return problems

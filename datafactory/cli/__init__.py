@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -47,10 +48,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, KeyError, FileNotFoundError, NotADirectoryError, SampleError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"datafactory: error: {message}", file=sys.stderr)
+    except (ValueError, TypeError, KeyError, OSError, SampleError) as error:
+        print(f"datafactory: error: {_describe(error)}", file=sys.stderr)
         return 2
+
+
+def _path(name: object) -> str:
+    return repr(os.fsdecode(name)) if isinstance(name, (str, bytes, os.PathLike)) else str(name)
+
+
+def _describe(error: BaseException) -> str:
+    """One line for an error: a ``KeyError``'s message, an ``OSError``'s reason and path(s)."""
+    if isinstance(error, KeyError) and error.args:
+        return str(error.args[0])
+    if isinstance(error, OSError) and error.filename is not None:  # "[Errno 28] ..." says less than the path
+        paths = " -> ".join(_path(name) for name in (error.filename, error.filename2) if name is not None)
+        return f"{paths}: {error.strerror or error}"
+    return str(error)
 
 
 if __name__ == "__main__":  # pragma: no cover
