@@ -8,7 +8,7 @@
 ['__key__', '__source__', 'image', 'label', 'mask', 'meta']
 """
 
-from loaders.base import Adapter, SampleError, check_on_error, skip_none_collate, summarize_sample
+from loaders.base import Adapter, MissingFilesWarning, SampleError, check_on_error, skip_none_collate, summarize_sample
 from loaders.codecs import (
     CODECS,
     AudioClip,
@@ -41,6 +41,7 @@ __all__ = [
     "FolderDataset",
     "HFDataset",
     "KEY",
+    "MissingFilesWarning",
     "PART_CLASSES",
     "SHAPE_CLASSES",
     "SOURCE",

@@ -7,7 +7,7 @@ A sample is a plain ``dict``. Two keys are reserved:
   anything that could escape a directory (no leading ``/``, no empty or ``..`` components).
 * ``__source__`` -- the registered name of the dataset the sample came from.
 
-Decoded fields (see ``design.md``): ``image`` (uint8/uint16 ``[C,H,W]``), ``mask`` (integer
+Decoded fields (see ``docs/architecture.md``): ``image`` (uint8/uint16 ``[C,H,W]``), ``mask`` (integer
 ``[H,W]``), ``label`` (int), ``labels`` (float32 ``[K]``, NaN = unknown), ``video`` (uint8
 ``[T,C,H,W]``), ``audio`` (float32 ``[channels, samples]``), ``text`` (str or list of str) and
 ``meta`` (JSON-serialisable dict). Encoded samples (``decode=False``) map shard suffixes

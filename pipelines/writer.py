@@ -10,7 +10,7 @@ Layout of a shard set::
                             fingerprint (lets a rerun resume safely; see "Inputs" below)
 
 The unit of work is a run of ``max_count`` consecutive input positions, aligned at multiples
-of ``max_count`` (img2dataset's and style.md's "the shard is the unit of work"): one worker
+of ``max_count`` (img2dataset's "the shard is the unit of work"; see docs/architecture.md): one worker
 writes it, rolling to a new part when ``max_bytes`` would be exceeded; the driver only renames
 finished parts to ``NNNNNN.tar`` in input order and writes their sidecars. Shard boundaries
 therefore depend only on the input (unit boundaries and sample sizes), never on scheduling.

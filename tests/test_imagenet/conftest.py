@@ -1,13 +1,13 @@
 """Fixture builders for the ImageNet-family tests: tiny real JPEG/PNG files in the native layouts.
 
-Layouts and quirks follow ``formats.md`` sections 1, 2 and 7: torchvision class-folder val,
+Layouts and quirks follow the distributed datasets (docs/imagenet.md): torchvision class-folder val,
 Kaggle's flat val with an unsorted, multi-box ``LOC_val_solution.csv``, the devkit's ground
 truth in devkit-id order with a ``meta.mat`` written by ``scipy.io.savemat`` as a struct array of
 the 8 devkit fields, ReaL's ``real.json`` with an empty list, A/R ``README.txt`` and file names
 with spaces and dots, C's ``<corruption>/<severity>/<wnid>/`` (flat and grouped), V2's numeric
 folders ``0``, ``1``, ``2``, ``10`` (lexicographic != numeric), Sketch's ``sketch/<wnid>/``.
 
-Hand-checked facts used by the tests (formats.md): tench ``n01440764`` = index 0 = devkit id
+Hand-checked facts used by the tests (docs/imagenet.md): tench ``n01440764`` = index 0 = devkit id
 449; goldfish ``n01443537`` = 1; sea snake ``n01751748`` = 65 = devkit id 490; toilet tissue
 ``n15075141`` = 999. The 1000-wnid list for the fixture files comes from the package data.
 """

@@ -22,7 +22,7 @@ def val_name(number: int) -> str:
     return f"ILSVRC2012_val_{number:08d}.JPEG"
 
 
-# standard indices checked by hand (formats.md): tench 0, goldfish 1, sea snake 65, toilet tissue 999
+# standard indices checked by hand (docs/imagenet.md): tench 0, goldfish 1, sea snake 65, toilet tissue 999
 EXPECTED_VAL = {1: 65, 2: 0, 3: 1, 4: 0, 5: 999}
 EXPECTED_TRAIN = {
     f"{TENCH}/{TENCH}_10026": 0,

@@ -26,7 +26,7 @@ def test_packaged_imagenet_classes_are_the_standard_sorted_list():
 
 
 def test_packaged_subsets_match_the_published_lists():
-    # formats.md section 2 (eval.py indices_in_1k of natural-adv-examples and imagenet-r)
+    # as in the datasets' own eval.py (indices_in_1k of natural-adv-examples and imagenet-r)
     a, r = subset_indices("imagenet-a"), subset_indices("imagenet-r")
     assert len(a) == len(r) == 200 and a == sorted(a) and r == sorted(r)
     assert a[:10] == [6, 11, 13, 15, 17, 22, 23, 27, 30, 37] and a[-5:] == [981, 984, 986, 987, 988]

@@ -1,6 +1,6 @@
 """Fixture builders for the chest X-ray tests: real PNG/JPEG/DICOM files in each native layout.
 
-Metadata files keep the verbatim header quirks of formats.md section 7 (NIH bracket commas,
+Metadata files keep the verbatim header quirks of the distributed files (docs/xray.md) (NIH bracket commas,
 BBox trailing commas, Google CRLF line ends, SIIM's leading-space column, CheXpert blanks and
 -1.0, PadChest's unnamed index column). Builders are reached through the ``xray`` fixture.
 """
