@@ -39,3 +39,59 @@ def direct_copies(monkeypatch) -> dict[str, int]:
 
     monkeypatch.setattr(build_module, "copy_sample", copy_sample)
     return calls
+
+
+_LIMITED_CHILD = """
+import json, resource, sys, warnings
+warnings.simplefilter("ignore")
+sys.path.insert(0, {repo!r})
+import torch
+{imports}
+with open("/proc/self/statm") as statm:
+    used = int(statm.read().split()[0]) * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (used + {extra}, resource.RLIM_INFINITY))
+outcomes = {{}}
+for name, path, call in {jobs!r}:
+    data = open(path, "rb").read()
+    try:
+        value = eval(call)
+        outcomes[name] = {{"error": None, "message": repr(getattr(value, "shape", value))}}
+    except BaseException as error:
+        outcomes[name] = {{"error": type(error).__name__, "message": str(error)}}
+    del data
+print(json.dumps(outcomes))
+"""
+
+
+@pytest.fixture(scope="session")
+def limited_child():
+    """Run hostile decode calls in one child process whose address space may grow by a bound.
+
+    ``limited_child(folder, calls, imports=..., suffix=".bin", extra_bytes=1 << 30)``: ``calls``
+    maps a case name to ``(payload bytes, expression)``; each payload is written to a file in
+    ``folder`` and the expression is evaluated with ``path`` (that file) and ``data`` (its bytes)
+    in scope, after ``imports``. Returns ``{name: {"error": type name or None, "message": ...}}``.
+    One child for all cases keeps the torch import to one; a child killed by a signal (a
+    decoder that segfaults) or by the address-space bound fails every case, as it should.
+    """
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = str(Path(__file__).resolve().parents[1])
+
+    def run(folder: Path, calls: dict, *, imports: str, suffix: str = ".bin", extra_bytes: int = 1 << 30) -> dict:
+        jobs = []
+        for number, (name, (data, call)) in enumerate(sorted(calls.items())):
+            path = folder / f"case{number}{suffix}"
+            path.write_bytes(data)
+            jobs.append((name, str(path), call))
+        code = _LIMITED_CHILD.format(repo=repo, imports=imports, extra=extra_bytes, jobs=jobs)
+        env = {key: value for key, value in os.environ.items() if key != "DATAFACTORY_MAX_PIXELS"}
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                                env={**env, "CUDA_VISIBLE_DEVICES": ""})
+        assert result.returncode == 0, f"child died with {result.returncode}: {result.stderr[-2000:]}"
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    return run

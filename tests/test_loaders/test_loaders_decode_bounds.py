@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import struct
-import subprocess
-import sys
 import warnings
 import zlib
 from pathlib import Path
@@ -32,7 +29,6 @@ from loaders import media
 from loaders.codecs import decode, encode
 from loaders.media import AudioClip, CodecError, VideoClip
 
-REPO = Path(__file__).resolve().parents[2]
 LIMIT_MESSAGE = r"pixels, more than the limit of"
 
 
@@ -98,45 +94,6 @@ def crafted_webp(kind: str, width: int, height: int) -> bytes:
     return bytes(data)
 
 
-def _limited_calls(folder: Path, calls: dict[str, tuple[bytes, str]]) -> dict[str, dict[str, str]]:
-    """Run each ``call`` (its payload in scope as ``data``) in one child process whose address
-    space may grow by 1 GiB only; ``{name: {"error": type name or None, "message": ...}}``.
-
-    One child for all cases keeps the torch import to one; a child killed by a signal (the old
-    encoders segfaulted) fails every case, as it should.
-    """
-    jobs = []
-    for number, (name, (data, call)) in enumerate(sorted(calls.items())):
-        payload = folder / f"payload{number}.bin"
-        payload.write_bytes(data)
-        jobs.append((name, str(payload), call))
-    code = f"""
-import json, resource, sys
-sys.path.insert(0, {str(REPO)!r})
-import torch
-from loaders.codecs import decode, encode
-from loaders.media import decode_image
-with open("/proc/self/statm") as statm:
-    used = int(statm.read().split()[0]) * resource.getpagesize()
-resource.setrlimit(resource.RLIMIT_AS, (used + (1 << 30), resource.RLIM_INFINITY))
-outcomes = {{}}
-for name, path, call in {jobs!r}:
-    data = open(path, "rb").read()
-    try:
-        value = eval(call)
-        outcomes[name] = {{"error": None, "message": repr(getattr(value, "shape", value))}}
-    except BaseException as error:
-        outcomes[name] = {{"error": type(error).__name__, "message": str(error)}}
-    del data
-print(json.dumps(outcomes))
-"""
-    env = {key: value for key, value in os.environ.items() if key != media.MAX_PIXELS_ENV}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                            env={**env, "CUDA_VISIBLE_DEVICES": ""})
-    assert result.returncode == 0, f"child died with {result.returncode}: {result.stderr[-2000:]}"
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
 # --- item 9: the pixel limit -------------------------------------------------------------------
 
 HUGE = {
@@ -155,15 +112,18 @@ HUGE = {
 }
 
 
+CHILD_IMPORTS = "from loaders.codecs import decode, encode\nfrom loaders.media import decode_image"
+
+
 @pytest.fixture(scope="module")
-def huge_outcomes(tmp_path_factory) -> dict[str, dict[str, str]]:
+def huge_outcomes(tmp_path_factory, limited_child) -> dict[str, dict[str, str]]:
     calls = {}
     for case, (suffix, build) in HUGE.items():
         data = build()
         assert len(data) < 4096
         calls[f"{case}/unchanged"] = (data, f"decode({suffix!r}, data)")
         calls[f"{case}/RGB"] = (data, f"decode_image(data, suffix={suffix!r}, mode='RGB')")
-    return _limited_calls(tmp_path_factory.mktemp("huge"), calls)
+    return limited_child(tmp_path_factory.mktemp("huge"), calls, imports=CHILD_IMPORTS)
 
 
 @pytest.mark.parametrize("mode", ["unchanged", "RGB"])
@@ -346,10 +306,10 @@ ZERO_SIZE = {
 
 
 @pytest.fixture(scope="module")
-def zero_size_outcomes(tmp_path_factory) -> dict[str, dict[str, str]]:
+def zero_size_outcomes(tmp_path_factory, limited_child) -> dict[str, dict[str, str]]:
     # in a child: the old encoders segfaulted the process
     calls = {case: (b"", f"encode({suffix!r}, {tensor})") for case, (suffix, tensor) in ZERO_SIZE.items()}
-    return _limited_calls(tmp_path_factory.mktemp("zero"), calls)
+    return limited_child(tmp_path_factory.mktemp("zero"), calls, imports=CHILD_IMPORTS)
 
 
 @pytest.mark.parametrize("case", sorted(ZERO_SIZE))

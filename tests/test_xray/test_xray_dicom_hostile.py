@@ -7,10 +7,6 @@ whose address space may grow by 1 GiB only)."""
 from __future__ import annotations
 
 import io
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +25,6 @@ from pydicom.encaps import encapsulate  # noqa: E402
 from pydicom.tag import Tag  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless, SecondaryCaptureImageStorage, generate_uid  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
 VALUES = (np.arange(16, dtype=np.uint8) * 16).reshape(4, 4)
 
 
@@ -176,38 +171,6 @@ def _rle_claiming(rows: int, columns: int, bits: int, **elements) -> bytes:
                        data=encapsulate([header + bytes([0x81, 0]) * 8]), **elements)
 
 
-def _limited(folder: Path, calls: dict[str, tuple[bytes, str]]) -> dict[str, dict[str, str]]:
-    """Each ``call`` (``path`` to its file in scope) in one child that may grow by 1 GiB only."""
-    jobs = []
-    for number, (name, (data, call)) in enumerate(sorted(calls.items())):
-        path = folder / f"case{number}.dcm"
-        path.write_bytes(data)
-        jobs.append((name, str(path), call))
-    code = f"""
-import json, resource, sys, warnings
-warnings.simplefilter("ignore")
-sys.path.insert(0, {str(REPO)!r})
-import torch
-from loaders.dicom import decode_dicom, load_dicom
-with open("/proc/self/statm") as statm:
-    used = int(statm.read().split()[0]) * resource.getpagesize()
-resource.setrlimit(resource.RLIMIT_AS, (used + (1 << 30), resource.RLIM_INFINITY))
-outcomes = {{}}
-for name, path, call in {jobs!r}:
-    try:
-        value = eval(call)
-        outcomes[name] = {{"error": None, "message": repr(getattr(value, "shape", None))}}
-    except BaseException as error:
-        outcomes[name] = {{"error": type(error).__name__, "message": str(error)}}
-print(json.dumps(outcomes))
-"""
-    env = {key: value for key, value in os.environ.items() if key != media.MAX_PIXELS_ENV}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                            env={**env, "CUDA_VISIBLE_DEVICES": ""})
-    assert result.returncode == 0, f"child died with {result.returncode}: {result.stderr[-2000:]}"
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
 def _pixel_length_past_the_end() -> bytes:
     data = dicom_bytes()
     at = data.find(b"\xe0\x7f\x10\x00OB\x00\x00")  # (7FE0,0010) OB, then a 4-byte length
@@ -221,15 +184,18 @@ HUGE = {
 }
 
 
+CHILD_IMPORTS = "from loaders.dicom import decode_dicom, load_dicom"
+
+
 @pytest.fixture(scope="module")
-def huge_outcomes(tmp_path_factory) -> dict[str, dict[str, str]]:
+def huge_outcomes(tmp_path_factory, limited_child) -> dict[str, dict[str, str]]:
     calls = {}
     for case, build in HUGE.items():
         data = build()
         assert len(data) < 4096
         calls[f"{case}/display"] = (data, "load_dicom(path)")
         calls[f"{case}/stored"] = (data, "decode_dicom(open(path, 'rb').read())")
-    return _limited(tmp_path_factory.mktemp("huge"), calls)
+    return limited_child(tmp_path_factory.mktemp("huge"), calls, imports=CHILD_IMPORTS, suffix=".dcm")
 
 
 @pytest.mark.parametrize("call", ["display", "stored"])
