@@ -378,6 +378,7 @@ def decode(suffix: str, data: bytes) -> Any:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise CodecError(suffix, f"expects bytes, got {type(data).__name__}")
     codec = get_codec(suffix)
+    media.get_max_pixels()  # a bad DATAFACTORY_MAX_PIXELS is a configuration error, never a skipped sample
     try:
         return codec.decode(bytes(data))
     except CodecError:
@@ -415,6 +416,7 @@ def decode_sample(encoded: Mapping[str, Any], *, image_mode: str = "unchanged") 
             :class:`CodecError` (``on_error="skip"``) skip the sample.
     """
     key = encoded.get(KEY) if isinstance(encoded, Mapping) else None
+    media.get_max_pixels()  # a bad DATAFACTORY_MAX_PIXELS is a configuration error, never a skipped sample
     try:
         return _decode_sample(encoded, image_mode)
     except Exception as error:  # noqa: BLE001 - see Raises; members are already named by _decode_sample

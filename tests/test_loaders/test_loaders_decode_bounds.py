@@ -188,6 +188,16 @@ def test_a_bad_environment_value_is_a_configuration_error_not_a_codec_error(monk
         loaders.get_max_pixels()
 
 
+def test_a_bad_environment_value_is_not_wrapped_by_the_codec_table(monkeypatch):
+    # under on_error="skip" a wrapped error would skip every image instead of stopping the run
+    monkeypatch.setenv(media.MAX_PIXELS_ENV, "lots")
+    png = _pil_bytes(Image.new("L", (4, 4)), "PNG")
+    for call in (lambda: decode("png", png), lambda: loaders.decode_sample({"__key__": "k", "png": png})):
+        with pytest.raises(ValueError, match="DATAFACTORY_MAX_PIXELS") as caught:
+            call()
+        assert not isinstance(caught.value, CodecError)
+
+
 @pytest.mark.parametrize("value", [0, -1, True, 1.5, "100"])
 def test_set_max_pixels_validates(value):
     with pytest.raises(ValueError, match="max_pixels"):
