@@ -24,6 +24,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def default_max_pixels(monkeypatch):
+    """Every test starts from the default decode pixel limit (no environment override), and a
+    test that changes it with ``loaders.set_max_pixels`` cannot leak the change to the next."""
+    from loaders import media
+
+    monkeypatch.delenv(media.MAX_PIXELS_ENV, raising=False)
+    monkeypatch.setattr(media, "_max_pixels", media._UNSET)
+    yield
+    monkeypatch.setattr(media, "_max_pixels", media._UNSET)
+
+
 @pytest.fixture
 def direct_copies(monkeypatch) -> dict[str, int]:
     """Counts the samples that shard builds wrote through the direct file-copy path."""

@@ -32,15 +32,6 @@ from loaders.media import AudioClip, CodecError, VideoClip
 LIMIT_MESSAGE = r"pixels, more than the limit of"
 
 
-@pytest.fixture(autouse=True)
-def restore_max_pixels(monkeypatch):
-    """Every test starts from the default limit (no environment override) and leaves it so."""
-    monkeypatch.delenv(media.MAX_PIXELS_ENV, raising=False)
-    monkeypatch.setattr(media, "_max_pixels", media._UNSET)
-    yield
-    monkeypatch.setattr(media, "_max_pixels", media._UNSET)
-
-
 # --- fixture builders ------------------------------------------------------------------------
 
 

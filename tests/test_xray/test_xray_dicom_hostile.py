@@ -28,14 +28,6 @@ from pydicom.uid import ExplicitVRLittleEndian, RLELossless, SecondaryCaptureIma
 VALUES = (np.arange(16, dtype=np.uint8) * 16).reshape(4, 4)
 
 
-@pytest.fixture(autouse=True)
-def default_max_pixels(monkeypatch):
-    monkeypatch.delenv(media.MAX_PIXELS_ENV, raising=False)
-    monkeypatch.setattr(media, "_max_pixels", media._UNSET)
-    yield
-    monkeypatch.setattr(media, "_max_pixels", media._UNSET)
-
-
 def dicom_bytes(*, rows: int = 4, columns: int = 4, bits: int = 8, data: bytes | None = None,
                 syntax=ExplicitVRLittleEndian, raw: dict[str, tuple[str, bytes]] | None = None, **elements) -> bytes:
     """A MONOCHROME2 DICOM file; ``raw`` elements are written byte for byte (values pydicom
