@@ -16,7 +16,8 @@ from typing import Any
 
 from loaders import CodecError, decode_sample, summarize_sample
 from loaders.schema import KEY
-from pipelines.loader import check_suffixes, read_index, read_json_file, sidecar_name
+from pipelines.loader import check_suffixes
+from pipelines.manifest import read_index, read_json_file, sidecar_name
 from pipelines.tario import ShardError, iter_shard_samples
 from pipelines.writer import input_problems
 

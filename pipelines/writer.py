@@ -52,7 +52,8 @@ from pathlib import Path
 from typing import Any
 
 from loaders import get_codec
-from pipelines.tario import END_OF_ARCHIVE
+from pipelines.manifest import read_json
+from pipelines.tario import END_OF_ARCHIVE, iter_shard_samples
 
 __all__ = [
     "INDEX_FORMAT",
@@ -176,10 +177,6 @@ def input_fingerprint(identities: Sequence[Any], after: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
 def schema_of(suffixes: Sequence[str]) -> dict[str, Any]:
     """The schema of a shard set: member suffixes and the decoded field each maps to."""
     return {"suffixes": sorted(suffixes), "fields": {s: get_codec(s).field for s in sorted(suffixes)}}
@@ -243,12 +240,7 @@ class UnitWriter:
     def _emit(self, data: Any) -> None:
         """Hash and write ``data`` (bytes or a memoryview) in full."""
         self._hash.update(data)
-        view = memoryview(data)
-        try:
-            while view:
-                view = view[os.write(self._fd, view):]  # type: ignore[arg-type]
-        except OSError as error:  # a full disk: say which file
-            raise OSError(error.errno, error.strerror or str(error), str(self._temporary)) from None
+        write_all(self._fd, data, self._temporary)  # a full disk names the file
 
     def _flush(self) -> None:
         if self._used:
@@ -432,8 +424,6 @@ def remove_stale(out_dir: Path, first: int) -> None:
 
 
 def _tar_keys(tar: Path) -> list[str]:
-    from pipelines.tario import iter_shard_samples
-
     return [sample["__key__"] for sample in iter_shard_samples(tar, read_data=False)]
 
 
