@@ -33,7 +33,7 @@ import torch
 
 from loaders.base import SampleError
 from loaders.multimodal.audioset_meta import Ontology, read_class_labels, read_segments
-from loaders.multimodal.clip_io import fit_length, read_audio_clip, remix_channels, resample
+from loaders.clip_io import fit_length, read_audio_clip, remix_channels, resample
 from loaders.multimodal.clips import VIDEO_EXTENSIONS, ClipAdapter
 from loaders.registry import register_dataset
 from loaders.schema import KEY

@@ -2,8 +2,8 @@
 
 A clip adapter's index rows name a media file and a window; :class:`ClipAdapter` holds the
 decoding options shared by every family (frame rate, frame size, audio rate and channels, which
-streams to read, what a missing audio track means) and turns a :class:`~loaders.multimodal.
-clip_io.Clip` into schema fields. Encoding for shards comes from the base adapter: ``video`` is
+streams to read, what a missing audio track means) and turns a :class:`~loaders.clip_io.Clip`
+into schema fields. Encoding for shards comes from the base adapter: ``video`` is
 re-encoded to H.264 ``mp4`` at the clip's fps and size, ``audio`` to 16-bit ``flac``, ``text``
 to ``txt`` (a caption bag to ``text.json``), ``labels`` to ``labels.npy``, ``meta`` to ``json``.
 """
@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from loaders.base import Adapter
-from loaders.multimodal.clip_io import MISSING_AUDIO, Clip, output_size, read_clip
+from loaders.clip_io import MISSING_AUDIO, Clip, output_size, read_clip
 
 __all__ = ["ClipAdapter", "VIDEO_EXTENSIONS", "find_video"]
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from loaders.base import SampleError
-from loaders.multimodal.clip_io import fit_length, output_size, read_audio, read_clip, remix_channels, resample
+from loaders.clip_io import fit_length, output_size, read_audio, read_clip, remix_channels, resample
 
 HOP = 256  # audio tolerance in samples (16 ms at 16 kHz)
 
@@ -151,3 +151,11 @@ def test_minute_nine_of_a_ten_minute_video(tmp_path, mm):
     assert mm.frame_codes(clip.video) == [540, 540, 541, 541, 542, 542]
     assert clip.decoded_frames <= 2 + 5, clip.decoded_frames
     assert abs(mm.audio_lag(clip.audio[0], 540.25, 8000, search=300)) <= 128
+
+
+def test_the_former_module_path_still_gives_the_same_readers():
+    import loaders.clip_io as clip_io
+    import loaders.multimodal.clip_io as former
+
+    assert former.__all__ == clip_io.__all__
+    assert all(getattr(former, name) is getattr(clip_io, name) for name in clip_io.__all__)

@@ -18,7 +18,7 @@ import torch
 
 from loaders.base import SampleError
 from loaders.multimodal import AudioSetDataset, Ego4DDataset, HowTo100MDataset
-from loaders.multimodal.clip_io import read_audio, read_audio_clip, read_clip
+from loaders.clip_io import read_audio, read_audio_clip, read_clip
 
 SECONDS, FPS, RATE = 6.0, 25, 16000
 CUT = 0.6  # fraction of the bytes kept
