@@ -1,0 +1,253 @@
+"""The ``cxr`` trainer: a multi-label chest X-ray classifier over the harmonised pathologies.
+
+Recipe: DenseNet-121 (Huang et al., "Densely connected convolutional networks", CVPR 2017)
+trained from scratch with one sigmoid output per pathology, as CheXNet (Rajpurkar et al., 2017)
+and TorchXRayVision (Cohen et al., "TorchXRayVision: A library of chest X-ray datasets and
+models", MIDL 2022) do; TorchXRayVision's conventions throughout:
+
+* labels: the 18 harmonised pathologies of ``loaders.xray`` (any chest X-ray adapter, or
+  ``merge``), NaN where a collection does not say. The binary cross-entropy is masked: a NaN label
+  contributes neither to the loss nor to the gradient (:func:`masked_bce_with_logits`).
+* images: single-channel, centre-cropped to a square on the long side and resized to
+  ``image_size``; ``image_format="float"`` gives TorchXRayVision's ``(2 x / maxval - 1) * 1024``
+  in [-1024, 1024] (``maxval`` from the sample's ``meta``), ``"uint8"`` ships ``x * 255 / maxval``
+  as uint8 (a quarter of the bytes) and the model maps it to the same [-1024, 1024] scale
+  (:class:`CXRClassifier`). The network takes that scale as it is, and its first convolution
+  takes one channel -- both as TorchXRayVision's DenseNet (``in_channels=1``; the grey channel is
+  not repeated into three), whose weights therefore load into ours (same parameter names and
+  shapes; a BatchNorm follows the first convolution, so the input scale does not slow training).
+* views: only frontal images (``views=("PA", "AP")``) are trained on and evaluated; the others
+  are dropped from each batch (:func:`keep_views`), and counted.
+* evaluation: per-pathology ROC AUC and their mean (:mod:`pipelines.train.metrics_cxr`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from loaders.schema import KEY
+from loaders.xray import PATHOLOGIES, convert_image
+from pipelines.tario import ShardError
+
+__all__ = [
+    "CXRClassifier",
+    "CXRSampleTransform",
+    "IMAGE_FORMATS",
+    "LOSS_REDUCTIONS",
+    "MODELS",
+    "build_backbone",
+    "center_crop_square",
+    "keep_views",
+    "label_index",
+    "masked_bce_with_logits",
+]
+
+IMAGE_FORMATS = ("float", "uint8")
+LOSS_REDUCTIONS = ("mean", "task_sum")
+
+
+# --- models --------------------------------------------------------------------------------------
+
+
+def _densenet121(num_classes: int, drop_rate: float) -> nn.Module:
+    from torchvision.models import densenet121
+
+    return densenet121(weights=None, num_classes=num_classes, drop_rate=drop_rate)
+
+
+def _densenet_tiny(num_classes: int, drop_rate: float) -> nn.Module:
+    """Two dense blocks of two layers, growth 8: the same code path as DenseNet-121 at ~10k
+    parameters, for tests and the demo."""
+    from torchvision.models import DenseNet
+
+    return DenseNet(growth_rate=8, block_config=(2, 2), num_init_features=16, bn_size=2, drop_rate=drop_rate,
+                    num_classes=num_classes)
+
+
+#: model name -> builder(num_classes, drop_rate) of a torchvision DenseNet (random init, no download).
+MODELS = {"densenet121": _densenet121, "densenet_tiny": _densenet_tiny}
+
+
+def build_backbone(name: str, num_classes: int, drop_rate: float = 0.0) -> nn.Module:
+    """A torchvision DenseNet with a one-channel first convolution and ``num_classes`` logits.
+
+    Raises:
+        ValueError: ``name`` is not in :data:`MODELS` (the message lists them).
+    """
+    if name not in MODELS:
+        raise ValueError(f"model must be one of {sorted(MODELS)}, got {name!r}")
+    net = MODELS[name](num_classes, drop_rate)
+    old = net.features.conv0
+    net.features.conv0 = nn.Conv2d(1, old.out_channels, kernel_size=old.kernel_size, stride=old.stride,
+                                   padding=old.padding, bias=False)
+    nn.init.kaiming_normal_(net.features.conv0.weight)  # torchvision's DenseNet initialisation
+    return net
+
+
+class CXRClassifier(nn.Module):
+    """Wraps a backbone: takes ``[B, 1, H, W]`` float in [-1024, 1024], which the backbone sees
+    unchanged (as TorchXRayVision's models do, so its DenseNet weights load into ``backbone``),
+    or uint8 in [0, 255], mapped first to ``(2 x / 255 - 1) * 1024``."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.uint8:
+            x = (2 * (x.to(torch.float32) / 255) - 1.0) * 1024  # the float conversion, to the bit
+        return self.backbone(x)
+
+
+# --- loss ----------------------------------------------------------------------------------------
+
+
+def masked_bce_with_logits(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Binary cross-entropy over the known labels only (NaN targets contribute nothing).
+
+    Args:
+        logits, targets: ``[B, K]``; ``targets`` in {0, 1} or NaN.
+        reduction: ``"mean"``: the mean over all known entries of the batch; ``"task_sum"``: for
+            each pathology the mean over its known entries, summed over pathologies
+            (TorchXRayVision's ``train_utils``). A batch without any known label gives 0 (with a
+            zero gradient), so every rank still runs its backward pass.
+
+    Raises:
+        ValueError: the shapes differ or ``reduction`` is unknown.
+    """
+    if logits.shape != targets.shape or logits.ndim != 2:
+        raise ValueError(f"logits and targets must both be [B, K], got {tuple(logits.shape)} and {tuple(targets.shape)}")
+    if reduction not in LOSS_REDUCTIONS:
+        raise ValueError(f"reduction must be one of {list(LOSS_REDUCTIONS)}, got {reduction!r}")
+    known = ~torch.isnan(targets)
+    zero = torch.zeros((), dtype=torch.float32, device=logits.device)
+    # both sides are masked, so whatever the logit of an unknown label is (even inf or NaN), it
+    # adds nothing to the loss and gets an exact zero gradient
+    z = torch.where(known, logits.float(), zero)
+    y = torch.where(known, targets.float(), zero)
+    weight = known.to(torch.float32)
+    per = F.binary_cross_entropy_with_logits(z, y, weight=weight, reduction="none")
+    if reduction == "mean":
+        return per.sum() / weight.sum().clamp_min(1.0)
+    return (per.sum(0) / weight.sum(0).clamp_min(1.0)).sum()
+
+
+# --- samples and batches -------------------------------------------------------------------------
+
+
+def label_index(label_columns: Sequence[str], pathologies: Sequence[str]) -> list[int]:
+    """For each of ``pathologies``, its column in a labels vector named ``label_columns`` (-1: absent,
+    the column will be NaN -- TorchXRayVision's ``relabel_dataset`` semantics)."""
+    position = {name: i for i, name in enumerate(label_columns)}
+    return [position.get(name, -1) for name in pathologies]
+
+
+def center_crop_square(image: torch.Tensor) -> torch.Tensor:
+    """The centred square on the short side of ``[C, H, W]`` (TorchXRayVision's ``XRayCenterCrop``)."""
+    h, w = image.shape[-2:]
+    side = min(h, w)
+    top, left = h // 2 - side // 2, w // 2 - side // 2
+    return image[..., top:top + side, left:left + side]
+
+
+def _sample_error(sample: Mapping[str, Any], problem: str) -> ShardError:
+    return ShardError(f"cxr: sample {sample.get(KEY, '?')!r}: {problem}")
+
+
+class CXRSampleTransform:
+    """One decoded chest X-ray sample -> ``{"image", "labels", "frontal"}`` ready to batch.
+
+    Picklable (runs in loader workers). Needs the fields ``image`` (``[C, H, W]`` uint8/uint16;
+    a colour file keeps its first channel, as the adapters do) and ``labels`` (float32
+    ``[len(label_columns)]``), and ``meta["maxval"]`` (the image's full scale; 255 may be omitted
+    for uint8 images) and ``meta["view"]`` (unless ``views`` is ``None``). A missing or malformed
+    field raises :class:`~pipelines.tario.ShardError` naming the sample and the field.
+
+    Args:
+        image_size: output side (square).
+        image_format: ``"float"`` ([-1024, 1024] float32) or ``"uint8"``.
+        views: the views kept as frontal (``None``: every view).
+        label_columns: the names of the shard's ``labels`` columns, in order.
+        pathologies: the output columns (each must be a known pathology name).
+    """
+
+    def __init__(self, image_size: int, image_format: str = "float", views: Sequence[str] | None = ("PA", "AP"),
+                 label_columns: Sequence[str] = PATHOLOGIES, pathologies: Sequence[str] = PATHOLOGIES) -> None:
+        if image_format not in IMAGE_FORMATS:
+            raise ValueError(f"image_format must be one of {list(IMAGE_FORMATS)}, got {image_format!r}")
+        self.image_size, self.image_format = int(image_size), image_format
+        self.views = None if views is None else frozenset(views)
+        self.width = len(label_columns)
+        self.index = label_index(label_columns, pathologies)
+
+    def _meta(self, sample: Mapping[str, Any]) -> Mapping[str, Any]:
+        meta = sample.get("meta", {})
+        if not isinstance(meta, Mapping):
+            raise _sample_error(sample, f"field 'meta' must be a JSON object, got {type(meta).__name__}")
+        return meta
+
+    def _image(self, sample: Mapping[str, Any], meta: Mapping[str, Any]) -> torch.Tensor:
+        image = sample.get("image")
+        if not isinstance(image, torch.Tensor) or image.ndim != 3 or image.shape[0] < 1:
+            raise _sample_error(sample, "missing field 'image' (a [C, H, W] image member: png/jpg)" if image is None
+                                else f"field 'image' must be a [C, H, W] tensor, got {getattr(image, 'shape', type(image))}")
+        if image.dtype not in (torch.uint8, torch.uint16):
+            raise _sample_error(sample, f"field 'image' must be uint8/uint16 (a stored X-ray), got {image.dtype}")
+        maxval = meta.get("maxval", 255 if image.dtype == torch.uint8 else None)
+        if maxval is None:
+            raise _sample_error(sample, f"missing field 'meta.maxval' (the full scale of a {image.dtype} image)")
+        if isinstance(maxval, bool) or not isinstance(maxval, int) or maxval < 1:
+            raise _sample_error(sample, f"field 'meta.maxval' must be an int >= 1, got {maxval!r}")
+        image = image[:1]
+        top = int((image if image.dtype == torch.uint8 else image.to(torch.int32)).max())  # no uint16 max in torch
+        if top > maxval:  # TorchXRayVision's normalize refuses this too
+            raise _sample_error(sample, f"image value {top} exceeds meta.maxval {maxval}")
+        image = convert_image(image, maxval, self.image_format)
+        image = center_crop_square(image)
+        if image.shape[-1] != self.image_size:
+            from torchvision.transforms.v2.functional import resize
+
+            image = resize(image, [self.image_size, self.image_size], antialias=True)
+        return image.contiguous()
+
+    def _labels(self, sample: Mapping[str, Any]) -> torch.Tensor:
+        labels = sample.get("labels")
+        if labels is None:
+            raise _sample_error(sample, "missing field 'labels' (a labels.npy member: float32 [K], NaN = unknown)")
+        labels = torch.as_tensor(labels)
+        if labels.ndim != 1 or labels.shape[0] != self.width or not labels.is_floating_point():
+            raise _sample_error(sample, f"field 'labels' must be a float vector of {self.width} values (label_columns), "
+                                        f"got {labels.dtype} {tuple(labels.shape)}")
+        labels = labels.to(torch.float32)
+        out = torch.full((len(self.index),), float("nan"))
+        for j, i in enumerate(self.index):
+            if i >= 0:
+                out[j] = labels[i]
+        bad = out[~torch.isnan(out) & (out != 0) & (out != 1)]
+        if bad.numel():
+            raise _sample_error(sample, f"field 'labels' must hold 0, 1 or NaN, got {bad[0].item()}")
+        return out
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        meta = self._meta(sample)
+        frontal = True
+        if self.views is not None:
+            view = meta.get("view")
+            if not isinstance(view, str):
+                raise _sample_error(sample, "missing field 'meta.view' (needed by the views filter; views=['*'] keeps all)")
+            frontal = view in self.views
+        return {"image": self._image(sample, meta), "labels": self._labels(sample), "frontal": torch.tensor(frontal)}
+
+
+def keep_views(batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The frontal rows of a collated batch, plus ``dropped`` (a 0-d count of the others).
+
+    The batch may end up empty: the model and :func:`masked_bce_with_logits` accept that, so a
+    DDP rank still runs its forward and backward passes in step with the others."""
+    keep = batch["frontal"]
+    return {"image": batch["image"][keep], "labels": batch["labels"][keep], "dropped": (~keep).sum()}
