@@ -1,4 +1,7 @@
-"""The rolling shard writer, its sidecars, the ``index.json`` manifest and resume scanning.
+"""The rolling shard writer, publishing its parts with their sidecars, and resume scanning.
+
+The names of a shard set, its ``index.json`` format and JSON reading and writing are shared with
+the readers and live in :mod:`pipelines.manifest` (re-exported here for older imports).
 
 Layout of a shard set::
 
@@ -40,21 +43,33 @@ carry a random per-run token, and a final name is replaced only when it is absen
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
 import re
-import secrets
-import stat
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from loaders import get_codec
-from pipelines.manifest import read_json
-from pipelines.tario import END_OF_ARCHIVE, iter_shard_samples
+from pipelines.manifest import (
+    INDEX_FORMAT,
+    SHARD_FILE,
+    create_temporary,
+    input_problems,
+    is_regular,
+    new_run_id,
+    place,
+    read_json,
+    schema_of,
+    shard_name,
+    stats_name,
+    write_all,
+    write_json,
+)
+from pipelines.tario import END_OF_ARCHIVE
 
+# INDEX_FORMAT, read_json, write_json, schema_of, shard_name and input_problems live in
+# pipelines.manifest (shared with the readers); they stay importable from here.
 __all__ = [
     "INDEX_FORMAT",
     "UnitWriter",
@@ -72,13 +87,8 @@ __all__ = [
     "write_json",
 ]
 
-INDEX_FORMAT = "datafactory-shards/1"
-_SHARD_DIGITS = 6
 _BUFFER_BYTES = 1 << 20  # tar bytes gathered before one hash update and one write (about an L2 cache)
 _MAX_BUFFER_BYTES = 64 << 20  # the buffer grows for samples up to this size; larger ones bypass it
-#: created exclusively, never through a link: a planted file or symlink at the name fails the open
-_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-_SHARD_FILE = re.compile(r"(\d{6})\.(?:tar|stats\.json)")
 #: our temporaries: a dot, one of our names (or a unit part), an optional run token (older builds
 #: used none, or the pid for unit parts), ``.tmp``; ``draft.tmp`` or ``.hidden.tmp`` never match
 _TEMPORARY_FILE = re.compile(
@@ -87,24 +97,10 @@ _TEMPORARY_FILE = re.compile(
 _FIXED_NAMES = ("index.json", ".build.json")
 
 
-def shard_name(number: int) -> str:
-    """``000042.tar`` for shard 42."""
-    return f"{number:0{_SHARD_DIGITS}d}.tar"
-
-
-def stats_name(number: int) -> str:
-    return f"{number:0{_SHARD_DIGITS}d}.stats.json"
-
-
-def new_run_id() -> str:
-    """A random token for temporary names: no two runs (or a stale file) ever share one."""
-    return secrets.token_hex(8)
-
-
 def is_our_name(name: str) -> bool:
     """Whether ``name`` is one the builder writes: ``NNNNNN.tar``, ``NNNNNN.stats.json``,
     ``index.json``, ``.build.json`` or one of its temporaries."""
-    return name in _FIXED_NAMES or _SHARD_FILE.fullmatch(name) is not None or _TEMPORARY_FILE.fullmatch(name) is not None
+    return name in _FIXED_NAMES or SHARD_FILE.fullmatch(name) is not None or _TEMPORARY_FILE.fullmatch(name) is not None
 
 
 def scan_out_dir(out_dir: Path) -> tuple[dict[str, os.DirEntry], list[str]]:
@@ -122,64 +118,10 @@ def scan_out_dir(out_dir: Path) -> tuple[dict[str, os.DirEntry], list[str]]:
     return ours, foreign
 
 
-def _check_replaceable(path: Path) -> None:
-    """Refuse to replace anything but a regular file (a symlink, folder, FIFO... planted at one of
-    our names is someone else's: ``os.replace`` would not write through it, but would destroy it)."""
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISREG(info.st_mode):
-        raise FileExistsError(errno.EEXIST, "refusing to replace an entry that is not a regular file (a symlink or folder?)", str(path))
-
-
-def place(temporary: Path | str, path: Path) -> None:
-    """Rename a finished temporary file to its final name (see :func:`_check_replaceable`)."""
-    _check_replaceable(path)
-    os.replace(temporary, path)
-
-
-def create_temporary(path: Path) -> int:
-    """Open a new file at ``path`` exclusively for writing (never an existing file or a link)."""
-    return os.open(path, _CREATE_FLAGS, 0o644)
-
-
-def write_all(fd: int, data: Any, path: Path | str) -> None:
-    """Write ``data`` in full; an ``OSError`` (a full disk...) names ``path``."""
-    view = memoryview(data)
-    try:
-        while view:
-            view = view[os.write(fd, view):]
-    except OSError as error:
-        raise OSError(error.errno, error.strerror or str(error), str(path)) from None
-
-
-def write_json(path: Path, value: Any) -> None:
-    """Write JSON deterministically (sorted keys) under a new temporary name (created
-    exclusively), then rename it over ``path`` unless that is a symlink or not a regular file."""
-    text = json.dumps(value, sort_keys=True, indent=1, ensure_ascii=False)
-    temporary = path.with_name(f".{path.name}.{new_run_id()}.tmp")
-    fd = create_temporary(temporary)
-    try:
-        try:
-            write_all(fd, (text + "\n").encode("utf-8"), path)
-        finally:
-            os.close(fd)
-        place(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
 def input_fingerprint(identities: Sequence[Any], after: Any) -> str:
     """The sha256 of a shard's input identities and of the input its part was cut before."""
     text = json.dumps([list(identities), after], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def schema_of(suffixes: Sequence[str]) -> dict[str, Any]:
-    """The schema of a shard set: member suffixes and the decoded field each maps to."""
-    return {"suffixes": sorted(suffixes), "fields": {s: get_codec(s).field for s in sorted(suffixes)}}
 
 
 Event = Callable[[str, Mapping[str, Any]], None]
@@ -372,13 +314,6 @@ def publish_part(out_dir: Path, part: Mapping[str, Any], number: int, on_event: 
     return stats
 
 
-def _regular(path: Path) -> bool:
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except OSError:
-        return False
-
-
 def complete_shards(out_dir: Path, still_valid: Callable[[int, Mapping[str, Any]], bool] | None = None, *,
                     remove: bool = True) -> list[dict[str, Any]]:
     """The stats of shards ``0, 1, ...`` that are complete, stopping at the first that is not.
@@ -395,7 +330,7 @@ def complete_shards(out_dir: Path, still_valid: Callable[[int, Mapping[str, Any]
     position = 0
     while True:
         tar, stats = out_dir / shard_name(number), out_dir / stats_name(number)
-        if not (_regular(tar) and _regular(stats)):
+        if not (is_regular(tar) and is_regular(stats)):
             break
         try:
             record = read_json(stats)
@@ -418,53 +353,6 @@ def remove_stale(out_dir: Path, first: int) -> None:
     files with our names only (a symlink is never followed, a foreign file never touched)."""
     ours, _ = scan_out_dir(Path(out_dir))
     for name, entry in ours.items():
-        shard = _SHARD_FILE.fullmatch(name)
+        shard = SHARD_FILE.fullmatch(name)
         if (shard is not None and int(shard.group(1)) >= first) or _TEMPORARY_FILE.fullmatch(name):
             os.unlink(entry.path)
-
-
-def _tar_keys(tar: Path) -> list[str]:
-    return [sample["__key__"] for sample in iter_shard_samples(tar, read_data=False)]
-
-
-def _shard_input_problems(tar: Path, stats: Mapping[str, Any]) -> list[str]:
-    """Compare one shard's samples with the inputs its sidecar records: in order, every sample is
-    the next recorded input, and the inputs left out are exactly the skipped ones."""
-    name, inputs = tar.name, stats["inputs"]
-    if not isinstance(inputs, list) or len(inputs) != stats.get("end", 0) - stats.get("start", 0):
-        return [f"{name}: the sidecar records {len(inputs) if isinstance(inputs, list) else 'no'} inputs for "
-                f"positions {stats.get('start')}..{stats.get('end')}"]
-    keys = _tar_keys(tar)
-    matched = 0
-    for recorded in inputs:
-        if matched < len(keys) and recorded == keys[matched]:
-            matched += 1
-    problems = []
-    if matched != len(keys):
-        problems.append(f"{name}: sample {keys[matched]!r} is not the recorded input at its place "
-                        f"(inputs {stats['start']}..{stats['end']} in {name.replace('.tar', '.stats.json')})")
-    elif len(inputs) - matched != len(stats.get("skipped", ())):
-        problems.append(f"{name}: {len(inputs) - matched} recorded inputs are not in the tar, "
-                        f"but the sidecar lists {len(stats.get('skipped', ()))} skipped")
-    return problems
-
-
-def input_problems(folder: str | os.PathLike, shards: Sequence[str]) -> list[str]:
-    """Check the shards named ``shards`` (plain file names in ``folder``, as listed by a checked
-    ``index.json``) against the inputs their sidecars record, when they record them (older sets
-    and other writers' sets are not checked)."""
-    problems: list[str] = []
-    for name in shards:
-        if _SHARD_FILE.fullmatch(name) is None or not name.endswith(".tar"):
-            continue  # not one of our names: nothing of ours was recorded for it
-        tar = Path(folder) / name
-        sidecar = tar.with_name(stats_name(int(name[:_SHARD_DIGITS])))
-        if not (_regular(tar) and _regular(sidecar)):
-            continue  # reported as missing by the caller
-        try:
-            stats = read_json(sidecar)
-            if isinstance(stats, dict) and "inputs" in stats:
-                problems.extend(_shard_input_problems(tar, stats))
-        except (OSError, ValueError) as error:
-            problems.append(f"{name}: cannot check the recorded inputs: {error}")
-    return problems
