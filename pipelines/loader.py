@@ -25,11 +25,11 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, IterableDataset, default_collate, get_worker_info
 
-from loaders import CodecError, decode_sample, get_codec
+from loaders import CodecError, decode_sample
 from loaders.schema import KEY
 from pipelines.manifest import IndexedShard, ShardIndex, read_index, read_json_file, shard_file, sidecar_name
 from pipelines.plan import batches_per_rank, consumed_per_worker, worker_plan
-from pipelines.tario import ShardError, iter_shard_samples
+from pipelines.tario import ShardError, check_suffixes, iter_shard_samples
 from pipelines.transfer import MainSlots, SlotControl, WorkerSlots
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "ShardIndex",
     "ShardLoader",
     "ShardStream",
+    "check_suffixes",
     "collate_samples",
     "make_loader",
     "read_index",
@@ -87,17 +88,6 @@ def resolve_shards(shards: str | os.PathLike | Sequence[str | os.PathLike]) -> l
             raise FileNotFoundError(f"shards: {os.fspath(tar)!r} does not exist")
         out.append((os.fspath(tar), sum(1 for _ in iter_shard_samples(tar, read_data=False))))
     return out
-
-
-def check_suffixes(sample: Mapping[str, Any], shard: str) -> None:
-    """Refuse members whose suffix is not in the codec table (pickle formats included)."""
-    for suffix in sample:
-        if suffix == KEY:
-            continue
-        try:
-            get_codec(suffix)
-        except CodecError as error:
-            raise ShardError(f"shard {shard!r}: member {sample[KEY]}.{suffix} refused: {error}") from None
 
 
 def collate_samples(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -29,12 +29,14 @@ import tarfile
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from loaders import CodecError, get_codec
 from loaders.fileio import open_regular
 from loaders.schema import KEY, RESERVED, validate_key
 
 __all__ = [
     "FIXED_MTIME",
     "ShardError",
+    "check_suffixes",
     "encode_member",
     "encode_sample_members",
     "member_blocks",
@@ -381,3 +383,18 @@ def iter_shard_samples(
         if count is not None and index != count:
             raise ShardError(f"shard {shard!r}: index.json lists {count} samples, the shard holds {index} "
                              "(truncated or replaced)")
+
+
+def check_suffixes(sample: Mapping[str, Any], shard: str) -> None:
+    """Refuse members whose suffix is not in the codec table (pickle formats included).
+
+    Raises:
+        ShardError: naming the shard, the member and the codec table's reason.
+    """
+    for suffix in sample:
+        if suffix == KEY:
+            continue
+        try:
+            get_codec(suffix)
+        except CodecError as error:
+            raise ShardError(f"shard {shard!r}: member {sample[KEY]}.{suffix} refused: {error}") from None
