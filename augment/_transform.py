@@ -68,10 +68,39 @@ class Transform:
     Subclasses that move pixels (geometric ops) override :meth:`apply_mask` (and
     :meth:`apply_boxes` where boxes have a meaning); the defaults pass masks and boxes through
     unchanged, which is right for photometric ops.
+
+    Each transform says what it may do to an image with four flags, class attributes (or
+    properties where the answer depends on the arguments, as for compositions, which combine
+    their children's). They describe the op, change nothing in it, and let code (the contract
+    tests, a pipeline choosing what to carry) ask instead of inspecting types or ``repr``. A flag
+    is ``True`` when *some* draw may do it:
+
+    * ``geometric``: pixels may move, and masks and boxes it carries move with them. AugMix is
+      ``False``: its warped copies are blended, so nothing can follow them.
+    * ``photometric``: pixel values may change where they are (colour, contrast, solarize...).
+    * ``blends``: an output pixel may be a weighted mix of several input pixels or images:
+      interpolating resampling (bilinear, bicubic...), a blur or sharpen kernel, a mix of
+      augmented copies (AugMix). Masks never blend: they follow with nearest neighbours. A
+      transform with ``geometric`` set and ``photometric`` and ``blends`` unset only moves
+      pixels, so a label map equal to an image channel stays equal to it.
+    * ``carries_masks``: a ``tv_tensors.Mask`` (or a sample's ``"mask"``) may be passed with the
+      image and comes back transformed alike; when ``False``, passing one raises (AugMix, and
+      compositions holding AugMix or the albumentations bridge, whose masks need the image).
+
+    ``MixUp`` / ``CutMix`` (batch ops, not subclasses) have ``blends`` and ``carries_masks`` too.
     """
 
-    #: whether masks follow the op (geometric) -- informational, used by the contract tests
+    #: pixels may move, and carried masks and boxes move with them
     geometric: bool = False
+    #: pixel values may change in place (colour, contrast, ...)
+    photometric: bool = False
+    #: an output pixel may mix several input pixels or images (interpolation, blur, AugMix)
+    blends: bool = False
+    #: a mask may be passed with the image and follows it; ``False``: passing one raises
+    carries_masks: bool = True
+    # whether apply_mask needs only the parameters; False for the albumentations bridge, which
+    # reruns its pipeline on the image, so compositions cannot carry its masks
+    _masks_from_params: bool = True
 
     # -- to implement -------------------------------------------------------------------------
     def make_params(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Params:

@@ -2,7 +2,7 @@
 
 torchvision v2 draws one set of parameters per call, so a batch tensor gets the same ops for every
 image (torchvision issue 8484); timm's versions need PIL images. Here every sample draws its own
-ops and magnitudes, and the batch is processed in groups (:mod:`augment.functional._autoaugment`).
+ops and magnitudes, and the batch is processed in groups (:func:`augment.functional.apply_ops`).
 For one image with the same op and magnitude, the result is exactly torchvision's.
 
 Geometric ops carry ``tv_tensors.Mask`` (batched) and ``BoundingBoxes`` (per image) along.
@@ -18,14 +18,13 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import AutoAugmentPolicy, InterpolationMode
 
+from augment import functional as F
+from augment._sampling import sample_dirichlet
 from augment._transform import Params, Transform, draw_device
-from augment.functional import _autoaugment as F
-from augment.functional._aa_ops import OPS, check_fill, fill_values
-from augment.functional._mix import sample_dirichlet
 
 __all__ = ["AugMix", "AutoAugment", "RandAugment", "TrivialAugmentWide"]
 
-_OP_INDEX = {name: i for i, name in enumerate(OPS)}
+_OP_INDEX = {name: i for i, name in enumerate(F.OPS)}
 _INTERPOLATIONS = {"nearest": InterpolationMode.NEAREST, "bilinear": InterpolationMode.BILINEAR}
 
 
@@ -44,11 +43,14 @@ def _check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
 
 
 class _AutoAugmentBase(Transform):
-    geometric = True
+    geometric = True  # Shear, Translate, Rotate
+    photometric = True  # Brightness, Color, Contrast, Solarize, Equalize...
+    blends = True  # Sharpness's kernel, bilinear interpolation when chosen
+    carries_masks = True
 
     def __init__(self, interpolation: str | InterpolationMode, fill: float | Sequence[float] | None) -> None:
         self.interpolation = _interpolation(interpolation)
-        self.fill = check_fill(fill)
+        self.fill = F.check_fill(fill)
 
     def _draw(self, table: dict[str, tuple[list[float] | None, bool]], names: list[str], op_choice: torch.Tensor,
               bin_choice: torch.Tensor | None, fixed_bin: int | None, sign: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,7 +69,7 @@ class _AutoAugmentBase(Transform):
         return ops, magnitudes
 
     def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
-        fill_values(self.fill, x.shape[-3])  # a per-channel fill must match C, whatever ops were drawn
+        F.fill_values(self.fill, x.shape[-3])  # a per-channel fill must match C, whatever ops were drawn
         return F.apply_ops(x, params["ops"], params["magnitudes"], _INTERPOLATIONS[self.interpolation], self.fill)
 
     def apply_mask(self, mask: torch.Tensor, params: Params) -> torch.Tensor:
@@ -186,7 +188,10 @@ class AugMix(_AutoAugmentBase):
         fill: as :class:`RandAugment`.
     """
 
-    geometric = False
+    geometric = False  # its chains warp, but the blend of warped copies has no mask counterpart
+    photometric = True
+    blends = True  # a convex mix of the image and its augmented chains
+    carries_masks = False
 
     def __init__(self, severity: int = 3, mixture_width: int = 3, chain_depth: int = -1, alpha: float = 1.0,
                  all_ops: bool = True, interpolation: str | InterpolationMode = "bilinear", fill: float | Sequence[float] | None = None) -> None:
@@ -220,7 +225,7 @@ class AugMix(_AutoAugmentBase):
         return {"ops": ops, "magnitudes": magnitudes, "mix": mix, "weights": weights}
 
     def apply(self, x: torch.Tensor, params: Params) -> torch.Tensor:
-        fill_values(self.fill, x.shape[-3])
+        F.fill_values(self.fill, x.shape[-3])
         return F.augmix(x, params["ops"], params["magnitudes"], params["mix"], params["weights"],
                         _INTERPOLATIONS[self.interpolation], self.fill)
 

@@ -22,13 +22,21 @@ class Albumentations(Transform):
     """Wrap an ``albumentations.Compose`` (or a single albumentations transform).
 
     The pipeline must keep the image size. Images go to albumentations as HWC numpy arrays of the
-    same dtype and come back as tensors of the input's dtype and device.
+    same dtype and come back as tensors of the input's dtype and device. A mask passed with the
+    image goes through the pipeline with it; inside ``Compose`` / ``OneOf`` / ``RandomApply`` the
+    bridge has no image to rerun for a mask, so those compositions do not carry masks
+    (their ``carries_masks`` is ``False``). The flags say what any pipeline may do: all set.
 
     Args:
         compose: the albumentations pipeline.
     """
 
+    # an arbitrary albumentations pipeline may do anything
     geometric = True
+    photometric = True
+    blends = True
+    carries_masks = True  # called itself: the mask runs through the pipeline with its image
+    _masks_from_params = False  # inside Compose / OneOf / RandomApply there is no image to run
 
     def __init__(self, compose: Any) -> None:
         import albumentations as A

@@ -2,7 +2,10 @@
 
 They are transforms themselves: their parameters are their children's (prefixed ``"<i>."``) plus
 their own per-sample choices, so the contract (same seed -> same output, batch = per-sample with
-the same parameters, masks follow geometric children) holds for whole pipelines.
+the same parameters, masks follow geometric children) holds for whole pipelines. Their flags
+(:class:`~augment._transform.Transform`) combine their children's: ``geometric``,
+``photometric`` and ``blends`` if any child's is set, ``carries_masks`` if every child carries
+masks from its parameters alone.
 """
 
 from __future__ import annotations
@@ -36,13 +39,36 @@ def _prefixed(params: Params, i: int) -> Params:
     return {f"{i}.{key}": value for key, value in params.items()}
 
 
+class _Composition(Transform):
+    """A transform whose flags combine those of its children (``_children()``)."""
+
+    def _children(self) -> Sequence[Transform]:
+        raise NotImplementedError
+
+    @property
+    def geometric(self) -> bool:  # type: ignore[override]
+        return any(t.geometric for t in self._children())
+
+    @property
+    def photometric(self) -> bool:  # type: ignore[override]
+        return any(t.photometric for t in self._children())
+
+    @property
+    def blends(self) -> bool:  # type: ignore[override]
+        return any(t.blends for t in self._children())
+
+    @property
+    def carries_masks(self) -> bool:  # type: ignore[override]
+        return all(t.carries_masks and t._masks_from_params for t in self._children())
+
+
 def _check_p(p: float) -> float:
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
         raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
     return float(p)
 
 
-class Compose(Transform):
+class Compose(_Composition):
     """Apply ``transforms`` in order.
 
     Args:
@@ -52,9 +78,8 @@ class Compose(Transform):
     def __init__(self, transforms: Sequence[Transform]) -> None:
         self.transforms = _check_children(transforms, "Compose")
 
-    @property
-    def geometric(self) -> bool:  # type: ignore[override]
-        return any(t.geometric for t in self.transforms)
+    def _children(self) -> Sequence[Transform]:
+        return self.transforms
 
     def make_params(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Params:
         params: Params = {}
@@ -78,7 +103,7 @@ class Compose(Transform):
         return boxes
 
 
-class OneOf(Transform):
+class OneOf(_Composition):
     """Apply one of ``transforms`` per sample, chosen with probabilities ``p`` (uniform by default).
 
     Args:
@@ -98,9 +123,8 @@ class OneOf(Transform):
             p = tuple(float(v) for v in p)
         self.p = p
 
-    @property
-    def geometric(self) -> bool:  # type: ignore[override]
-        return any(t.geometric for t in self.transforms)
+    def _children(self) -> Sequence[Transform]:
+        return self.transforms
 
     def make_params(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Params:
         weights = torch.tensor(self.p if self.p is not None else [1.0] * len(self.transforms), dtype=torch.float64)
@@ -135,7 +159,7 @@ class OneOf(Transform):
         return self.transforms[i].apply_boxes(boxes, _child_params(params, i))
 
 
-class RandomApply(Transform):
+class RandomApply(_Composition):
     """Apply ``transform`` to each sample with probability ``p``.
 
     Args:
@@ -149,9 +173,8 @@ class RandomApply(Transform):
         self.transform = transform
         self.p = _check_p(p)
 
-    @property
-    def geometric(self) -> bool:  # type: ignore[override]
-        return self.transform.geometric
+    def _children(self) -> Sequence[Transform]:
+        return (self.transform,)
 
     def make_params(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Params:
         coin = torch.rand(x.shape[0], generator=generator, device=draw_device(generator)).cpu() < self.p

@@ -21,7 +21,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from augment._transform import Params, Transform, draw_device
-from augment.functional._geometry import hflip, resized_crop, resized_crop_masks
+from augment.functional import hflip, resized_crop, resized_crop_masks
 
 __all__ = ["RandomHorizontalFlip", "RandomResizedCrop"]
 
@@ -57,6 +57,8 @@ class RandomResizedCrop(Transform):
     """
 
     geometric = True
+    photometric = False
+    carries_masks = True  # with nearest neighbours
 
     def __init__(self, size: int | Sequence[int], scale: Sequence[float] = (0.08, 1.0),
                  ratio: Sequence[float] = (3.0 / 4.0, 4.0 / 3.0),
@@ -70,6 +72,11 @@ class RandomResizedCrop(Transform):
         self.antialias = bool(antialias)
         # float32 logs, as torchvision keeps them: the same draws give the same boxes
         self._log_ratio = [float(v) for v in torch.log(torch.tensor(self.ratio))]
+
+    @property
+    def blends(self) -> bool:  # type: ignore[override]
+        """Resizing blends pixels unless the interpolation is nearest."""
+        return self.interpolation not in (InterpolationMode.NEAREST, InterpolationMode.NEAREST_EXACT)
 
     def _box(self, height: int, width: int, generator: torch.Generator | None) -> list[int]:
         area, device = height * width, draw_device(generator)
@@ -113,6 +120,9 @@ class RandomHorizontalFlip(Transform):
     """Mirror each sample left-right with probability ``p`` (masks and boxes follow)."""
 
     geometric = True
+    photometric = False
+    blends = False
+    carries_masks = True
 
     def __init__(self, p: float = 0.5) -> None:
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:

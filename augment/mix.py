@@ -18,8 +18,9 @@ from typing import Any
 
 import torch
 
+from augment import functional as F
+from augment._sampling import sample_beta
 from augment._transform import Params, check_generator, check_image, draw_device
-from augment.functional import _mix as F
 
 __all__ = ["MIX_MODES", "CutMix", "MixUp", "MixUpCutMix"]
 
@@ -46,6 +47,8 @@ class MixUpCutMix:
     ``[B,C,H,W]`` (uint8 or float, any device, ``B >= 2``; an empty batch, ``B = 0``, comes back
     unchanged); ``target`` class indices ``[B]`` (needs
     ``num_classes``) or multi-hot / soft ``[B,K]``; the mixed targets are float32 ``[B,K]``.
+    ``blends`` and ``carries_masks`` are set as :class:`augment.Transform`'s flags: MixUp blends,
+    and masks follow only when MixUp is off.
 
     Args:
         mixup_alpha: Beta parameter of MixUp (0 disables MixUp).
@@ -88,6 +91,17 @@ class MixUpCutMix:
         self.correct_lam, self.label_smoothing, self.num_classes = bool(correct_lam), float(label_smoothing), num_classes
         self.cutmix_minmax = cutmix_minmax
 
+    # -- flags, as augment.Transform's ----------------------------------------------------------
+    @property
+    def blends(self) -> bool:
+        """MixUp blends each image with its partner (CutMix pastes: no pixel is a mix)."""
+        return self.mixup_alpha > 0
+
+    @property
+    def carries_masks(self) -> bool:
+        """Masks follow CutMix only: a blend of label maps is meaningless."""
+        return self.mixup_alpha == 0
+
     # -- parameters -------------------------------------------------------------------------------
     def _groups(self, batch: int, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, int]:
         """``(partner [B], group [B], groups)``: samples of one group share lam / box / switch."""
@@ -126,8 +140,8 @@ class MixUpCutMix:
             use_cutmix[:] = True
         elif self.cutmix_alpha == 0:
             use_cutmix[:] = False
-        lam_mix = F.sample_beta(self.mixup_alpha or 1.0, self.mixup_alpha or 1.0, groups, generator).cpu()
-        lam_cut = F.sample_beta(self.cutmix_alpha or 1.0, self.cutmix_alpha or 1.0, groups, generator).cpu()
+        lam_mix = sample_beta(self.mixup_alpha or 1.0, self.mixup_alpha or 1.0, groups, generator).cpu()
+        lam_cut = sample_beta(self.cutmix_alpha or 1.0, self.cutmix_alpha or 1.0, groups, generator).cpu()
         centers = torch.rand((groups, 2), generator=generator, device=device, dtype=torch.float64).cpu()
         apply = torch.rand(groups, generator=generator, device=device).cpu() < self.prob
         if self.cutmix_minmax is None:
@@ -163,7 +177,7 @@ class MixUpCutMix:
 
     def apply_mask(self, mask: torch.Tensor, params: Params) -> torch.Tensor:
         """Carry integer masks ``[B,H,W]`` through CutMix."""
-        if self.mixup_alpha > 0:
+        if not self.carries_masks:
             raise ValueError(f"{type(self).__name__}: masks can only follow CutMix; set mixup_alpha=0 (or use CutMix)")
         boxes = params["boxes"].clone()
         boxes[~params["cutmix"]] = 0
@@ -177,7 +191,7 @@ class MixUpCutMix:
             raise ValueError(f"{type(self).__name__} needs a batch [B,C,H,W], got {tuple(x.shape)}")
         if not isinstance(target, torch.Tensor) or target.shape[0] != x.shape[0]:
             raise ValueError(f"target must be a tensor with {x.shape[0]} rows, got {getattr(target, 'shape', type(target))}")
-        if mask is not None and self.mixup_alpha > 0:
+        if mask is not None and not self.carries_masks:
             raise ValueError(f"{type(self).__name__}: masks can only follow CutMix; set mixup_alpha=0 (or use CutMix)")
         params = self.make_params(x, generator)
         out, mixed = self.apply(x, params), self.apply_target(target, params)

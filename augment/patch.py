@@ -20,7 +20,10 @@ __all__ = ["NegativeViews", "PatchInfill", "PatchRotate", "PatchShuffle"]
 
 
 class _PatchTransform(Transform):
-    geometric = True
+    geometric = True  # whole patches move; their pixels keep their values
+    photometric = False
+    blends = False
+    carries_masks = True
 
     def __init__(self, patch_size: int, model_patch_size: int | None = None) -> None:
         F.check_patch_size(patch_size, patch_size, patch_size, model_patch_size)  # validates the ints

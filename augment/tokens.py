@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from augment import functional as F
 from augment._transform import check_generator, draw_device
-from augment.functional import _tokens as F
 
 __all__ = ["DropToken", "RandomMasking"]
 

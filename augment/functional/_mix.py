@@ -3,9 +3,8 @@
 ``lam`` is always the weight of a sample's *own* image and target; ``partner[i]`` is the sample it
 is mixed with. Targets are one-hot with label smoothing ``s`` (``off = s/K``,
 ``on = 1 - s + off``), or multi-hot / soft ``[B,K]`` vectors smoothed the same way
-(``y * (1 - s) + s/K``), and are mixed with the same ``lam`` as the pixels.
-Also here: gamma / beta / Dirichlet sampling from a ``torch.Generator`` (torch's own samplers take
-none), used by the MixUp and AugMix transforms.
+(``y * (1 - s) + s/K``), and are mixed with the same ``lam`` as the pixels. No randomness here:
+``lam``, partners and box centres come in as arguments (the transforms draw them).
 """
 
 from __future__ import annotations
@@ -21,9 +20,6 @@ __all__ = [
     "cutmix_boxes_minmax",
     "mix_targets",
     "mixup",
-    "sample_beta",
-    "sample_dirichlet",
-    "sample_gamma",
     "smooth_targets",
 ]
 
@@ -202,41 +198,3 @@ def cutmix_boxes_minmax(height: int, width: int, minmax: tuple[float, float],
     top = _int_draw(0, height - cut_h + 1, u[:, 2])
     left = _int_draw(0, width - cut_w + 1, u[:, 3])
     return _with_lam(top, left, top + cut_h, left + cut_w, height, width)
-
-
-def sample_gamma(alpha: torch.Tensor, generator: torch.Generator | None = None, rounds: int = 16) -> torch.Tensor:
-    """Gamma(alpha, 1) samples drawn from ``generator`` (Marsaglia & Tsang, 2000, vectorised).
-
-    ``alpha < 1`` uses the boost ``Gamma(a) = Gamma(a + 1) * U^(1/a)``. Each value gets ``rounds``
-    proposals (acceptance is > 95% per proposal).
-    """
-    alpha = alpha.to(torch.float64)
-    device = generator.device if generator is not None else "cpu"
-    alpha = alpha.to(device)
-    boosted = alpha < 1
-    a = torch.where(boosted, alpha + 1, alpha)
-    d = a - 1.0 / 3.0
-    c = 1.0 / torch.sqrt(9.0 * d)
-    shape = (rounds, *alpha.shape)
-    z = torch.randn(shape, generator=generator, device=device, dtype=torch.float64)
-    u = torch.rand(shape, generator=generator, device=device, dtype=torch.float64)
-    v = (1.0 + c * z) ** 3
-    accept = (v > 0) & (torch.log(u) < 0.5 * z * z + d - d * v + d * torch.log(v.clamp_min(1e-300)))
-    first = accept.to(torch.int8).argmax(dim=0, keepdim=True)
-    sample = (d * v).gather(0, first)[0]
-    sample = torch.where(accept.any(dim=0), sample, d)  # never in practice; the mean as a fallback
-    boost = torch.rand(alpha.shape, generator=generator, device=device, dtype=torch.float64)
-    return torch.where(boosted, sample * boost.clamp_min(1e-300) ** (1.0 / alpha), sample)
-
-
-def sample_beta(alpha: float, beta: float, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``size`` Beta(alpha, beta) samples (float64, CPU or the generator's device)."""
-    params = torch.tensor([alpha, beta], dtype=torch.float64).repeat(size, 1)
-    gammas = sample_gamma(params, generator)
-    return gammas[:, 0] / gammas.sum(dim=1).clamp_min(1e-300)
-
-
-def sample_dirichlet(alpha: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Dirichlet samples along the last dim of ``alpha`` (float64)."""
-    gammas = sample_gamma(alpha, generator)
-    return gammas / gammas.sum(dim=-1, keepdim=True).clamp_min(1e-300)

@@ -1,6 +1,8 @@
 """The contract every public augment transform meets (after torchvision's ``check_transform``):
 pickle round trip, dtype and device kept, input unmodified, same seed -> same output, batch equals
-per-sample with the same parameters, single images, and masks that follow geometric ops."""
+per-sample with the same parameters, single images, and masks that follow geometric ops. What a
+transform may do (move pixels, change or blend values, carry masks) comes from its flags
+(``geometric``, ``photometric``, ``blends``, ``carries_masks``), whose values are tested here too."""
 
 from __future__ import annotations
 
@@ -67,29 +69,64 @@ def test_single_image_matches_batch_of_one(transform_factory, images):
 
 def test_masks_follow_geometric_ops(transform_factory, images, masks):
     t = transform_factory()
-    if isinstance(t, (A.AugMix, A.Albumentations)) or "augmix" in repr(t).lower():
-        pytest.skip("AugMix blends differently warped copies; the bridge moves masks only through its own call")
+    if not t.carries_masks:  # AugMix, or a composition that may draw it: a mask raises when it does
+        raised = 0
+        for seed in range(4):
+            try:
+                t(images, tv_tensors.Mask(masks), generator=_seeded(seed))
+            except (TypeError, ValueError):
+                raised += 1
+        assert raised, "carries_masks is False, yet every mask went through"
+        return
     out, out_mask = t(images, tv_tensors.Mask(masks), generator=_seeded(11))
     assert isinstance(out_mask, tv_tensors.Mask) and out_mask.shape == masks.shape and out_mask.dtype == masks.dtype
     assert set(out_mask.unique().tolist()) <= set(masks.unique().tolist()) | {0}
-    # a mask equal to the image's first channel must stay equal to it under any geometric op that
-    # moves pixels without blending them (bilinear resizing blends; its masks use nearest)
-    t_img = images[:, :1].repeat(1, 3, 1, 1)  # gray images: photometric ops keep channels equal
+    # an op that only moves pixels (geometric, neither photometric nor blending: no value change,
+    # no interpolation) must keep a mask equal to the image's first channel equal to it
+    t_img = images[:, :1].repeat(1, 3, 1, 1)
     label = tv_tensors.Mask(images[:, 0].long())
-    if t.geometric and not any(k in repr(t) for k in ("Aug", "Trivial", "Albumentations", "BILINEAR")):
+    if t.geometric and not t.photometric and not t.blends:
         moved, moved_mask = t(t_img, label, generator=_seeded(12))
         assert torch.equal(moved[:, 0].long(), moved_mask)
 
 
 def test_dict_samples(transform_factory, images, masks):
     t = transform_factory()
-    if isinstance(t, A.AugMix) or "augmix" in repr(t).lower():
-        sample = {"image": images[0], "label": 3}
-    else:
+    if t.carries_masks:
         sample = {"image": images[0], "mask": masks[0], "label": 3}
+    else:
+        sample = {"image": images[0], "label": 3}
     out = t(sample, generator=_seeded(2))
     assert out["label"] == 3 and out["image"].shape == images[0].shape
     assert torch.equal(out["image"], t(images[0], generator=_seeded(2)))
+    if "mask" in sample:
+        assert out["mask"].shape == masks[0].shape and out["mask"].dtype == masks[0].dtype
+
+
+def _flags(t) -> tuple[bool, bool, bool, bool]:
+    return t.geometric, t.photometric, t.blends, t.carries_masks
+
+
+@pytest.mark.parametrize("wrap", [lambda t: A.Compose([t]), lambda t: A.OneOf([t]), lambda t: A.RandomApply(t, p=1.0),
+                                  lambda t: A.Compose([A.OneOf([t])])], ids=["Compose", "OneOf", "RandomApply", "nested"])
+def test_compositions_combine_their_childrens_flags(wrap, images, masks):
+    import albumentations as albu
+
+    flip, crop = A.RandomHorizontalFlip(), A.RandomResizedCrop((32, 48))
+    assert _flags(wrap(flip)) == _flags(flip) == (True, False, False, True)
+    assert _flags(wrap(crop)) == _flags(crop) == (True, False, True, True)  # bilinear resizing blends
+    assert _flags(A.RandomResizedCrop((32, 48), interpolation="nearest")) == (True, False, False, True)
+    assert _flags(wrap(A.AugMix())) == _flags(A.AugMix()) == (False, True, True, False)
+    assert _flags(A.Compose([flip, A.RandAugment()])) == (True, True, True, True)
+    assert _flags(A.Compose([])) == (False, False, False, True)
+    with pytest.raises(TypeError, match="AugMix cannot carry masks"):
+        wrap(A.AugMix())(images, tv_tensors.Mask(masks), generator=_seeded(0))
+    # the bridge carries a mask by running its pipeline on the image, which a composition lacks
+    bridge = A.Albumentations(albu.Compose([albu.HorizontalFlip(p=1.0)]))
+    assert bridge.carries_masks and not wrap(bridge).carries_masks
+    assert torch.equal(bridge(images, tv_tensors.Mask(masks), generator=_seeded(0))[1], masks.flip(-1))
+    with pytest.raises(ValueError, match="needs the image to move a mask"):
+        wrap(bridge)(images, tv_tensors.Mask(masks), generator=_seeded(0))
 
 
 def test_rejects_bad_inputs(transform_factory):

@@ -97,6 +97,20 @@ def test_cutmix_carries_masks(image_factory, mask_factory):
         A.MixUpCutMix(num_classes=5)(x, torch.arange(5), m)
 
 
+def test_flags_say_which_mixes_blend_and_carry_masks(image_factory, mask_factory):
+    x, m = image_factory(4), mask_factory(4)
+    for mix in (A.MixUp(), A.CutMix(), A.MixUpCutMix(), A.MixUpCutMix(mixup_alpha=0.0), A.MixUpCutMix(cutmix_alpha=0.0)):
+        assert mix.blends == (mix.mixup_alpha > 0) and mix.carries_masks == (not mix.blends), mix
+        if mix.carries_masks:
+            assert mix(x, torch.eye(4), m, generator=_g(1))[2].shape == m.shape
+        else:
+            with pytest.raises(ValueError, match="masks can only follow CutMix"):
+                mix(x, torch.eye(4), m, generator=_g(1))
+        if not mix.blends:  # pasting only: every output pixel is a pixel of the batch at that place
+            out = mix(x, torch.eye(4), generator=_g(2))[0]
+            assert bool(((out[:, None] == x[None]).all(dim=2)).any(dim=1).all())
+
+
 @pytest.mark.parametrize("name", sorted(ALL))
 def test_contract(image_factory, name):
     mix = ALL[name](mode="elem")
