@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -38,6 +39,7 @@ __all__ = [
     "ShardIndex",
     "ShardLoader",
     "ShardStream",
+    "StreamConfig",
     "check_suffixes",
     "collate_samples",
     "make_loader",
@@ -123,27 +125,62 @@ class FieldTransform:
         return f"FieldTransform({self.field!r}, {self.op!r})"
 
 
-class ShardStream(IterableDataset):
-    """Yields this rank's batches for one epoch (see :mod:`pipelines.plan`); picklable."""
+@dataclass(frozen=True)
+class StreamConfig:
+    """What a :class:`ShardStream` reads and how: fixed for the stream's lifetime.
 
-    def __init__(self, shards: list[tuple[str, int]], *, batch_size: int, decode: bool | str, transform: Callable | None,
-                 batch_transform: Callable | None, collate: Callable, shuffle: bool, shuffle_buffer: int, seed: int,
-                 epoch: int, rank: int, world_size: int, drop_last: bool, num_workers: int,
-                 transfer: SlotControl | None = None, max_slots: int = 4) -> None:
+    The fields are :func:`make_loader`'s arguments of the same names (validated there);
+    ``max_slots`` is how many reused transfer slots a worker keeps (:mod:`pipelines.transfer`).
+    """
+
+    batch_size: int
+    decode: bool | str = True
+    transform: Callable | None = None
+    batch_transform: Callable | None = None
+    collate: Callable = collate_samples
+    shuffle: bool = True
+    shuffle_buffer: int = 1000
+    seed: int = 0
+    rank: int = 0
+    world_size: int = 1
+    drop_last: bool = False
+    num_workers: int = 0
+    max_slots: int = 4
+
+
+_CONFIG_FIELDS = frozenset(f.name for f in fields(StreamConfig))
+
+
+class ShardStream(IterableDataset):
+    """Yields this rank's batches for one epoch (see :mod:`pipelines.plan`); picklable.
+
+    Args:
+        shards: ``(path, sample count)`` per shard (:func:`resolve_shards`).
+        config: the stream's fixed settings; its fields also read as attributes
+            (``stream.batch_size``).
+        epoch: the first epoch (changed later through :attr:`epoch`).
+        transfer: the batch-transfer control shared with the main process, or ``None``.
+    """
+
+    def __init__(self, shards: list[tuple[str, int]], config: StreamConfig, *, epoch: int = 0,
+                 transfer: SlotControl | None = None) -> None:
         self.paths = [p for p, _ in shards]
         self.counts = [c for _, c in shards]
-        self.batch_size, self.decode, self.transform = batch_size, decode, transform
-        self.batch_transform, self.collate = batch_transform, collate
-        self.shuffle, self.shuffle_buffer, self.seed = shuffle, shuffle_buffer, seed
-        self.rank, self.world_size, self.drop_last, self.num_workers = rank, world_size, drop_last, num_workers
+        self.config = config
         # What the next iteration plays, in shared memory so that worker processes see it when
         # they start an iteration -- persistent workers included, which keep their copy of this
         # object across epochs: [epoch, role offset, slots on/off, batches to skip per worker
         # role...]. A resumed loader's worker i plays role (i + offset) % num_workers.
-        self._control = torch.zeros(3 + max(1, num_workers), dtype=torch.int64).share_memory_()
+        self._control = torch.zeros(3 + max(1, config.num_workers), dtype=torch.int64).share_memory_()
         self._control[0] = epoch
-        self.transfer, self.max_slots = transfer, max_slots
+        self.transfer = transfer
         self._packer: WorkerSlots | None = None  # created in each worker process
+
+    def __getattr__(self, name: str) -> Any:
+        # only reached when ordinary lookup fails: the config's fields read as attributes
+        if name in _CONFIG_FIELDS and "config" in self.__dict__:
+            return getattr(self.__dict__["config"], name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def epoch(self) -> int:
@@ -164,12 +201,14 @@ class ShardStream(IterableDataset):
 
     def plan(self, worker: int, epoch: int | None = None):
         epoch = self.epoch if epoch is None else epoch
-        return worker_plan(self.counts, seed=self.seed, epoch=epoch, rank=self.rank, world_size=self.world_size,
-                           worker=worker, num_workers=max(1, self.num_workers), batch_size=self.batch_size,
-                           drop_last=self.drop_last, shuffle=self.shuffle, shuffle_buffer=self.shuffle_buffer)
+        c = self.config
+        return worker_plan(self.counts, seed=c.seed, epoch=epoch, rank=c.rank, world_size=c.world_size,
+                           worker=worker, num_workers=max(1, c.num_workers), batch_size=c.batch_size,
+                           drop_last=c.drop_last, shuffle=c.shuffle, shuffle_buffer=c.shuffle_buffer)
 
     def __len__(self) -> int:
-        return batches_per_rank(sum(self.counts), self.world_size, self.batch_size, self.drop_last)
+        c = self.config
+        return batches_per_rank(sum(self.counts), c.world_size, c.batch_size, c.drop_last)
 
     def _read(self, segments) -> Iterator[dict[str, Any]]:
         for shard, start, stop in segments:
@@ -181,13 +220,14 @@ class ShardStream(IterableDataset):
                 yield sample
 
     def _decode(self, sample: dict[str, Any]) -> dict[str, Any]:
-        if self.decode is not False:
-            mode = "unchanged" if self.decode is True else self.decode
+        decode, transform = self.config.decode, self.config.transform
+        if decode is not False:
+            mode = "unchanged" if decode is True else decode
             try:
                 sample = decode_sample(sample, image_mode=mode)
             except CodecError as error:
                 raise ShardError(f"sample {sample[KEY]!r}: {error}") from None
-        return self.transform(sample) if self.transform is not None else sample
+        return transform(sample) if transform is not None else sample
 
     def __iter__(self) -> Iterator[Any]:
         info = get_worker_info()
@@ -195,16 +235,17 @@ class ShardStream(IterableDataset):
         worker = 0 if info is None else (info.id + control[1]) % info.num_workers
         plan = self.plan(worker, epoch=control[0])
         skip = control[3 + worker]
+        collate, batch_transform = self.config.collate, self.config.batch_transform
         packer = None
         if info is not None:  # a worker process: slots this iteration?
             global _worker_claims, _worker_has_slots
             if control[2] and self.transfer is not None:
                 if self._packer is None:
-                    self._packer = WorkerSlots(self.transfer, self.max_slots)
+                    self._packer = WorkerSlots(self.transfer, self.config.max_slots)
                 packer = self._packer
                 packer.start(info.id)
             _worker_has_slots = packer is not None
-            _worker_claims = packer if self.batch_transform is None else None
+            _worker_claims = packer if batch_transform is None else None
         position = sum(plan.batch_sizes[:skip])
         done = set(plan.order[:position])
         pending: dict[int, dict[str, Any]] = {}
@@ -219,8 +260,8 @@ class ShardStream(IterableDataset):
                 batch.append(self._decode(pending.pop(plan.order[position])))
                 position += 1
                 if len(batch) == want:
-                    out = self.collate(batch)
-                    out = self.batch_transform(out) if self.batch_transform is not None else out
+                    out = collate(batch)
+                    out = batch_transform(out) if batch_transform is not None else out
                     yield packer.pack(out) if packer is not None else out
                     batch, want = [], next(sizes, 0)
         if pending or batch:
@@ -284,10 +325,10 @@ class ShardLoader(DataLoader):
                 slots.clear()
 
     def _fingerprint(self) -> dict[str, Any]:
-        ds = self.dataset
-        return {"shards": [os.path.basename(p) for p in ds.paths], "counts": ds.counts, "seed": ds.seed,
-                "batch_size": ds.batch_size, "rank": ds.rank, "world_size": ds.world_size, "drop_last": ds.drop_last,
-                "num_workers": ds.num_workers, "shuffle": ds.shuffle, "shuffle_buffer": ds.shuffle_buffer}
+        ds, c = self.dataset, self.dataset.config
+        return {"shards": [os.path.basename(p) for p in ds.paths], "counts": ds.counts, "seed": c.seed,
+                "batch_size": c.batch_size, "rank": c.rank, "world_size": c.world_size, "drop_last": c.drop_last,
+                "num_workers": c.num_workers, "shuffle": c.shuffle, "shuffle_buffer": c.shuffle_buffer}
 
     def state_dict(self) -> dict[str, Any]:
         """``{"epoch", "batches" (yielded so far this epoch), ...the loader's layout}``."""
@@ -301,7 +342,7 @@ class ShardLoader(DataLoader):
             raise ValueError(f"state_dict was taken with a different loader layout: {wrong} differ")
         ds = self.dataset
         ds.epoch = int(state["epoch"])
-        per_worker = [len(ds.plan(w).batch_sizes) for w in range(max(1, ds.num_workers))]
+        per_worker = [len(ds.plan(w).batch_sizes) for w in range(max(1, ds.config.num_workers))]
         skips, offset = consumed_per_worker(per_worker, int(state["batches"]))
         self._resume = (int(state["batches"]), offset, skips)
         self._yielded = int(state["batches"])
@@ -382,8 +423,8 @@ def make_loader(
         transfer = SlotControl(num_workers, loader_options.get("multiprocessing_context"))
     # a worker's batches in flight: up to prefetch_factor, one being copied out, one being filled
     max_slots = (loader_options.get("prefetch_factor") or 2) + 2
-    stream = ShardStream(resolve_shards(shards), batch_size=batch_size, decode=decode, transform=transform,
-                         batch_transform=batch_transform, collate=collate, shuffle=shuffle, shuffle_buffer=shuffle_buffer,
-                         seed=seed, epoch=epoch, rank=rank, world_size=world_size, drop_last=drop_last,
-                         num_workers=num_workers, transfer=transfer, max_slots=max_slots)
+    config = StreamConfig(batch_size=batch_size, decode=decode, transform=transform, batch_transform=batch_transform,
+                          collate=collate, shuffle=shuffle, shuffle_buffer=shuffle_buffer, seed=seed, rank=rank,
+                          world_size=world_size, drop_last=drop_last, num_workers=num_workers, max_slots=max_slots)
+    stream = ShardStream(resolve_shards(shards), config, epoch=epoch, transfer=transfer)
     return ShardLoader(stream, num_workers=num_workers, **loader_options)
