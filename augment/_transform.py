@@ -84,8 +84,9 @@ class Transform:
       transform with ``geometric`` set and ``photometric`` and ``blends`` unset only moves
       pixels, so a label map equal to an image channel stays equal to it.
     * ``carries_masks``: a ``tv_tensors.Mask`` (or a sample's ``"mask"``) may be passed with the
-      image and comes back transformed alike; when ``False``, passing one raises (AugMix, and
-      compositions holding AugMix or the albumentations bridge, whose masks need the image).
+      image and comes back transformed alike. When ``False``, passing one raises (in
+      ``OneOf`` / ``RandomApply``, when a child that cannot carry it is drawn): AugMix, and
+      compositions holding AugMix or the albumentations bridge, whose masks need the image.
 
     ``MixUp`` / ``CutMix`` (batch ops, not subclasses) have ``blends`` and ``carries_masks`` too.
     """

@@ -9,8 +9,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 import augment as A
-from augment.functional import _autoaugment as FA
-from augment.functional._aa_ops import OPS, apply_op
+from augment import functional as FA
+from augment.functional import OPS, apply_op
 
 # (torchvision class, our space, number of bins, interpolation)
 FAMILIES = {

@@ -22,7 +22,7 @@ from torchvision.transforms.v2 import functional as TF
 
 import augment as A
 from augment import functional as F
-from augment.functional._aa_ops import GEOMETRIC_OPS, OPS, apply_op
+from augment.functional import GEOMETRIC_OPS, OPS, apply_op
 
 timm_mixup = pytest.importorskip("timm.data.mixup")
 
