@@ -1,18 +1,13 @@
 """``build_shards``: resumable, deterministic WebDataset shard builds, locally or on Ray.
 
 The input is cut into units of ``max_count`` consecutive positions (aligned at multiples of
-``max_count``). A worker (local thread or process, or Ray task) loads, checks and writes a whole unit as
-one or more temporary tar parts (:func:`build_unit`; a new part when ``max_bytes`` would be
-exceeded); the driver publishes finished parts as ``NNNNNN.tar`` *in input order*. Shard
-boundaries therefore depend only on the input, never on scheduling: any worker count and either
-engine give byte-identical shards, and a resumed build matches an uninterrupted one (see
+``max_count``). A worker loads, checks and writes a whole unit as one or more temporary tar parts
+(:mod:`pipelines.unit`; a new part when ``max_bytes`` would be exceeded); an engine
+(:mod:`pipelines.engines`: local threads or processes, or Ray tasks) schedules the units, and
+this driver publishes finished parts as ``NNNNNN.tar`` *in input order*. Shard boundaries
+therefore depend only on the input, never on scheduling: any worker count and either engine give
+byte-identical shards, and a resumed build matches an uninterrupted one (see
 :mod:`pipelines.writer`). Workers write and hash in parallel; the driver only renames.
-
-Local workers are threads when every sample is a whole-file copy (:mod:`pipelines.filecopy`:
-the work is ``open``/``readv``/``sha256``/``write``, all of which release the GIL, and a thread
-starts in microseconds where a forked process costs ~10 ms to start and ~10 ms to exit in a
-process that has imported torch), and forked processes otherwise (re-encoding, decoded or
-in-line samples, other adapters), where Python work dominates.
 
 The output folder holds only what the build writes (see :mod:`pipelines.writer` for the names).
 A fresh build needs an empty folder; a rerun resumes a build of the same source and config, and
@@ -22,62 +17,35 @@ replaces. A rerun, finished or not, keeps complete shards only while the inputs 
 are unchanged (key, and for files the path, size and mtime): the first shard an added, removed
 or modified input affects is rebuilt, with everything after it.
 
-Ray (https://docs.ray.io) is the distributed engine; it is an optional extra
-(``pip install "datafactory-toolkit[ray]"``) and imported only when ``engine="ray"``.
+The arguments are checked into two frozen dataclasses (:mod:`pipelines.build_config`):
+:class:`BuildConfig` (what decides the bytes, recorded in ``index.json``) and
+:class:`EngineConfig` (how the build runs).
 """
 
 from __future__ import annotations
 
 import itertools
-import multiprocessing
 import os
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loaders import Adapter, SampleError, check_on_error
-from loaders.schema import KEY
-from pipelines.filecopy import copy_sample, file_members_for
-from pipelines.sources import (
-    CHECKS,
-    Chunk,
-    Reencode,
-    SourceSpec,
-    describe_source,
-    identifies_files,
-    input_identifier,
-    members_identity,
-    process_chunk,
-    root_prefix,
-    sample_identity,
-)
-from pipelines.writer import (
-    INDEX_FORMAT,
-    UnitWriter,
-    complete_shards,
-    input_fingerprint,
-    is_our_name,
-    new_run_id,
-    publish_part,
-    read_json,
-    remove_stale,
-    scan_out_dir,
-    schema_of,
-    write_json,
-)
+from loaders import Adapter, SampleError
+from pipelines.build_config import BuildConfig, EngineConfig
+from pipelines.engines import ENGINES, RAY_INSTALL_HINT, local_results, ray_results, require_engine
+from pipelines.filecopy import file_members_for
+from pipelines.manifest import INDEX_FORMAT, new_run_id, read_json, schema_of, write_json
+from pipelines.sources import Reencode, SourceSpec, describe_source, identifies_files, input_identifier, sample_identity
+from pipelines.unit import build_unit, units
+from pipelines.writer import complete_shards, input_fingerprint, is_our_name, publish_part, remove_stale, scan_out_dir
 
-__all__ = ["ENGINES", "RAY_INSTALL_HINT", "BuildReport", "build_shards"]
+# ENGINES and RAY_INSTALL_HINT live in pipelines.engines, build_unit in pipelines.unit
+__all__ = ["ENGINES", "RAY_INSTALL_HINT", "BuildConfig", "BuildReport", "EngineConfig", "build_shards", "build_unit"]
 
-ENGINES = ("local", "ray")
-RAY_INSTALL_HINT = 'engine="ray" needs Ray: pip install "datafactory-toolkit[ray]" (or pip install "ray[default]")'
 _BUILD_FILE = ".build.json"
 _LISTED = 5  # foreign entries named in an error message
-_BATCH = 64  # samples loaded at a time inside a unit (bounds memory, never changes the output)
 
 
 @dataclass(frozen=True)
@@ -100,12 +68,6 @@ class BuildReport:
     seconds: float
 
 
-def _positive(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
 def _resolve_source(source: Any, root: Any, split: str | None, options: Mapping[str, Any] | None) -> tuple[Any, Adapter | None]:
     if isinstance(source, str):
         source = SourceSpec(source, None if root is None else os.fspath(root), split, dict(options or {}))
@@ -118,146 +80,6 @@ def _resolve_source(source: Any, root: Any, split: str | None, options: Mapping[
     if isinstance(source, (bytes, Mapping)) or not isinstance(source, Iterable):
         raise TypeError(f"source must be a dataset name, a SourceSpec, an Adapter or an iterable of samples, got {type(source).__name__}")
     return source, None
-
-
-# -- units and engines: each engine yields (unit, result) in input order -----------------------
-
-
-def _units(adapter: Adapter | None, samples: Iterator[Any] | None, start: int, size: int) -> Iterator[Chunk]:
-    """Units of ``size`` input positions aligned at multiples of ``size`` (the first one may
-    start later, at a resumed shard boundary); ``samples`` yields in-line samples from ``start``."""
-    if adapter is not None:
-        total = len(adapter)
-        first = start
-        while first < total:
-            stop = min((first // size + 1) * size, total)
-            yield Chunk(first, stop)
-            first = stop
-        return
-    iterator = samples
-    first = start
-    while True:
-        block = list(itertools.islice(iterator, (first // size + 1) * size - first))
-        if not block:
-            return
-        yield Chunk(first, first + len(block), block)
-        first += len(block)
-
-
-def build_unit(adapter: Adapter | None, unit: Chunk, out_dir: str, max_bytes: int, job: tuple, on_error: str,
-               run_id: str | None = None, on_event: Callable[[str, Mapping[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Write one unit's parts (temporary files in ``out_dir``); runs in a worker or a Ray task.
-
-    Every position's input identity is noted in order (see :mod:`pipelines.writer`): from the
-    copy's own ``fstat`` on the direct path, else from the source.
-
-    Returns ``{"parts": [...], "error": None}``, or ``{"parts": [], "error": message}`` when a
-    bad sample meets ``on_error="raise"`` (its temporary files are removed).
-    """
-    writer = UnitWriter(Path(out_dir), start=unit.start, max_bytes=max_bytes, on_event=on_event, run_id=run_id)
-    check, spec = job[0], job[1]
-    members = file_members_for(adapter, check) if unit.samples is None and spec is None else None
-    records = adapter.index if members is not None else ()  # type: ignore[union-attr]
-    identify = None if unit.samples is not None else input_identifier(adapter)  # type: ignore[arg-type]
-    prefix = root_prefix(adapter)
-    try:
-        position = unit.start
-        while position < unit.stop:
-            if members is not None:  # copy whole files straight into the tar buffer
-                record = records[position]
-                chosen = members(record)
-                stats: list = []
-                if chosen is not None and copy_sample(writer, position, record[KEY], chosen, check, stats):
-                    writer.note(members_identity(record[KEY], chosen, stats, prefix))
-                    position += 1
-                    continue
-                stop = position + 1  # this one sample through the generic path
-            else:
-                stop = min(position + _BATCH, unit.stop)
-            rows = None if unit.samples is None else unit.samples[position - unit.start:stop - unit.start]
-            for offset, (status, key, payload) in enumerate(process_chunk(adapter, Chunk(position, stop, rows), *job)):
-                if status == "ok":
-                    writer.add(position + offset, key, *payload)
-                elif on_error == "raise":
-                    writer.abort()
-                    return {"parts": [], "error": payload if payload.startswith("key ") else f"key {key!r}: {payload}"}
-                else:
-                    writer.skip(position + offset, key, payload)
-                writer.note(identify(position + offset) if identify is not None else sample_identity(rows[offset], position + offset))
-            position = stop
-        return {"parts": writer.finish(unit.stop), "error": None}
-    except BaseException:
-        writer.abort()
-        raise
-
-
-_WORKER_SOURCE: dict[str, Adapter | None] = {}
-
-
-def _exit_with_parent(parent: int) -> None:
-    # A SIGKILLed driver cannot stop its pool: each worker leaves on its own when orphaned.
-    while True:
-        time.sleep(0.5)
-        if os.getppid() != parent:
-            os._exit(1)
-
-
-def _init_worker(adapter: Adapter | None, parent: int) -> None:
-    _WORKER_SOURCE["adapter"] = adapter
-    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
-
-
-def _worker_unit(unit: Chunk, out_dir: str, max_bytes: int, job: tuple, on_error: str, run_id: str) -> dict[str, Any]:
-    return build_unit(_WORKER_SOURCE.get("adapter"), unit, out_dir, max_bytes, job, on_error, run_id)
-
-
-def _ordered(submit: Callable[[Chunk], Any], wait: Callable[[Any], Any], units: Iterator[Chunk], depth: int) -> Iterator[tuple[Chunk, Any]]:
-    pending: deque = deque()
-    for unit in units:
-        pending.append((unit, submit(unit)))
-        if len(pending) >= depth:
-            first, handle = pending.popleft()
-            yield first, wait(handle)
-    while pending:
-        first, handle = pending.popleft()
-        yield first, wait(handle)
-
-
-def _local_results(adapter, units, *, workers, args, on_event, threads) -> Iterator[tuple[Chunk, dict]]:
-    if workers == 1:
-        for unit in units:
-            yield unit, build_unit(adapter, unit, *args, on_event=on_event)
-        return
-    if threads:  # direct file copy: syscalls and hashing release the GIL, threads start in microseconds
-        pool: Any = ThreadPoolExecutor(workers, thread_name_prefix="shards")
-        submit = lambda u: pool.submit(build_unit, adapter, u, *args)  # noqa: E731
-    else:
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
-                                   initializer=_init_worker, initargs=(adapter, os.getpid()))
-        submit = lambda u: pool.submit(_worker_unit, u, *args)  # noqa: E731
-    try:
-        yield from _ordered(submit, lambda f: f.result(), units, workers + 1)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _ray_unit(adapter: Adapter | None, unit: Chunk, out_dir: str, max_bytes: int, job: tuple, on_error: str,
-              run_id: str) -> dict:
-    return build_unit(adapter, unit, out_dir, max_bytes, job, on_error, run_id)
-
-
-def _ray_results(adapter, units, *, workers, args, address) -> Iterator[tuple[Chunk, dict]]:
-    try:
-        import ray
-    except ImportError:
-        raise RuntimeError(RAY_INSTALL_HINT) from None
-    if not ray.is_initialized():
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
-    task = ray.remote(_ray_unit)
-    source_ref = ray.put(adapter)
-    depth = max(workers, int(ray.cluster_resources().get("CPU", 1))) + 1
-    yield from _ordered(lambda u: task.remote(source_ref, u, *args), ray.get, units, depth)
 
 
 # -- the build ----------------------------------------------------------------------------------
@@ -471,22 +293,11 @@ def build_shards(
         OSError: writing failed (a full disk...); the message names the file.
     """
     began = time.perf_counter()
-    _positive("max_count", max_count), _positive("max_bytes", max_bytes)
-    _positive("workers", workers)
-    check_on_error(on_error)
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-    if check not in CHECKS:
-        raise ValueError(f"check must be one of {CHECKS}, got {check!r}")
-    if engine == "ray":
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            raise RuntimeError(RAY_INSTALL_HINT) from None
-    spec = Reencode.parse(reencode)
+    settings = BuildConfig(max_count, max_bytes, reencode, on_error, check, suffixes)
+    run = EngineConfig(engine, workers, ray_address)
+    require_engine(engine)
     source, adapter = _resolve_source(source, root, split, options)
-    config = {"max_count": max_count, "max_bytes": max_bytes, "reencode": None if spec is None else asdict(spec),
-              "on_error": on_error, "check": check, "suffixes": dict(suffixes or {})}
+    config = settings.record()
     described = describe_source(source)
     out = Path(out_dir)
     record = {"format": INDEX_FORMAT, "source": described, "config": config,
@@ -521,14 +332,14 @@ def build_shards(
             on_event(kind, info)
 
     run_id = new_run_id()
-    args = (str(out), max_bytes, (check, spec, dict(suffixes) if suffixes else None), on_error, run_id)
-    units = _units(adapter, inputs.rest(start), start, max_count)
+    args = (str(out), max_bytes, settings.job, on_error, run_id)
+    todo = units(adapter, inputs.rest(start), start, max_count)
     if engine == "local":
-        threads = spec is None and file_members_for(adapter, check) is not None
-        results = _local_results(adapter, units, workers=workers, args=args, on_event=event if workers == 1 else None,
+        threads = settings.reencode is None and file_members_for(adapter, check) is not None
+        results = local_results(adapter, todo, workers=workers, args=args, on_event=event if workers == 1 else None,
                                  threads=threads)
     else:
-        results = _ray_results(adapter, units, workers=workers, args=args, address=ray_address)
+        results = ray_results(adapter, todo, workers=workers, args=args, address=ray_address)
     shards = list(kept)
 
     def journal(part: Mapping[str, Any]) -> None:
@@ -559,7 +370,7 @@ def build_shards(
         "schema": schema_of(sorted({x for s in shards for x in s["suffixes"]})),
         "source": described,
         "config": config,
-        "run": {"engine": engine, "workers": workers, "ray_address": ray_address},
+        "run": run.record(),
     }
     write_json(out / "index.json", index)
     return BuildReport(out, index, index["read"], written, len(skipped), len(kept), time.perf_counter() - began)

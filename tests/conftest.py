@@ -39,17 +39,17 @@ def default_max_pixels(monkeypatch):
 @pytest.fixture
 def direct_copies(monkeypatch) -> dict[str, int]:
     """Counts the samples that shard builds wrote through the direct file-copy path."""
-    import pipelines.build as build_module
+    import pipelines.unit as unit_module
 
     calls = {"ok": 0}
-    original = build_module.copy_sample
+    original = unit_module.copy_sample
 
     def copy_sample(*args, **kwargs):
         done = original(*args, **kwargs)
         calls["ok"] += bool(done)
         return done
 
-    monkeypatch.setattr(build_module, "copy_sample", copy_sample)
+    monkeypatch.setattr(unit_module, "copy_sample", copy_sample)
     return calls
 
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-import pipelines.build as build_module
+import pipelines.engines as engines_module
 import pipelines.writer as writer_module
 from loaders import open_dataset
 from loaders.folder import FolderDataset
@@ -120,8 +120,8 @@ def test_process_pool_and_threads_agree(mixed_folder, tmp_path, helpers, monkeyp
     options = dict(max_count=5, max_bytes=9000, on_error="skip")
     used = []
     for name in ("ProcessPoolExecutor", "ThreadPoolExecutor"):
-        real = getattr(build_module, name)
-        monkeypatch.setattr(build_module, name, lambda *a, _real=real, _name=name, **k: used.append(_name) or _real(*a, **k))
+        real = getattr(engines_module, name)
+        monkeypatch.setattr(engines_module, name, lambda *a, _real=real, _name=name, **k: used.append(_name) or _real(*a, **k))
     build_shards(GenericFolder(mixed_folder, decode=False), tmp_path / "processes", workers=2, **options)
     build_shards("folder", tmp_path / "threads", root=mixed_folder, workers=2, **options)
     assert used == ["ProcessPoolExecutor", "ThreadPoolExecutor"]
