@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "datafactory.cli.demo",
     "datafactory.cli.shards",
     "datafactory.cli.augment",
+    "datafactory.cli.train",
 )
 
 

@@ -284,13 +284,23 @@ def save_config(cfg: TrainConfig, path: str | os.PathLike) -> Path:
     return target
 
 
-def config_help(cls: type[TrainConfig]) -> str:
-    """One line per field: name, type, default and description (for ``datafactory train --help``)."""
+def _default(f: dataclasses.Field) -> Any:
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+
+
+def config_help(cls: type[TrainConfig], *, own_only: bool = False) -> str:
+    """One line per field: name, type, default and description (for ``datafactory train --help``).
+
+    ``own_only``: only the fields ``cls`` adds to :class:`TrainConfig` or whose default it changes.
+    """
     types = _field_types(cls)
     notes = {**_CORE_HELP, **getattr(cls, "HELP", {})}
+    shared = {f.name: _default(f) for f in dataclasses.fields(TrainConfig)}
     lines = []
     for f in dataclasses.fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = _default(f)
+        if own_only and f.name in shared and shared[f.name] == default:
+            continue
         shown = json.dumps(list(default) if isinstance(default, tuple) else default)
         note = notes.get(f.name, "")
         lines.append(f"  {f.name} ({_type_name(types[f.name])}, default {shown})" + (f": {note}" if note else ""))
