@@ -23,20 +23,31 @@ models", MIDL 2022) do; TorchXRayVision's conventions throughout:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from loaders.schema import KEY
-from loaders.xray import PATHOLOGIES, convert_image
+from loaders.xray import DEFAULT_VIEWS, PATHOLOGIES, convert_image
 from pipelines.tario import ShardError
+from pipelines.train.config import TrainConfig
+from pipelines.train.data import eval_loader, shard_loader
+from pipelines.train.files import write_bytes_atomic
+from pipelines.train.metrics_cxr import per_pathology_auc
+from pipelines.train.task import Batch
 
 __all__ = [
     "CXRClassifier",
+    "CXRConfig",
     "CXRSampleTransform",
+    "CXRTask",
     "IMAGE_FORMATS",
     "LOSS_REDUCTIONS",
     "MODELS",
@@ -45,6 +56,7 @@ __all__ = [
     "keep_views",
     "label_index",
     "masked_bce_with_logits",
+    "TASK",
 ]
 
 IMAGE_FORMATS = ("float", "uint8")
@@ -244,10 +256,120 @@ class CXRSampleTransform:
         return {"image": self._image(sample, meta), "labels": self._labels(sample), "frontal": torch.tensor(frontal)}
 
 
-def keep_views(batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The frontal rows of a collated batch, plus ``dropped`` (a 0-d count of the others).
+def keep_views(batch: dict[str, Any]) -> dict[str, Any]:
+    """The frontal rows of a collated batch, plus ``dropped`` (how many others, an int).
 
     The batch may end up empty: the model and :func:`masked_bce_with_logits` accept that, so a
     DDP rank still runs its forward and backward passes in step with the others."""
     keep = batch["frontal"]
-    return {"image": batch["image"][keep], "labels": batch["labels"][keep], "dropped": (~keep).sum()}
+    return {"image": batch["image"][keep], "labels": batch["labels"][keep], "dropped": int((~keep).sum())}
+
+
+# --- the trainer ---------------------------------------------------------------------------------
+
+#: the smallest image side each model takes (DenseNet-121 halves it five times)
+_MIN_SIZE = {"densenet121": 32, "densenet_tiny": 8}
+
+
+@dataclass
+class CXRConfig(TrainConfig):
+    """The ``cxr`` trainer's config. Defaults follow TorchXRayVision's ``train_model.py``
+    (lr 1e-3, batch 64, weight decay 1e-5, constant schedule, 224 px)."""
+
+    model: str = "densenet121"
+    image_size: int = 224
+    image_format: str = "float"
+    views: tuple[str, ...] = DEFAULT_VIEWS
+    pathologies: tuple[str, ...] = PATHOLOGIES
+    label_columns: tuple[str, ...] = PATHOLOGIES
+    loss_reduction: str = "mean"
+    drop_rate: float = 0.0
+    batch_size: int = 64
+    weight_decay: float = 1e-5
+    scheduler: str = "constant"
+
+    HELP: ClassVar[Mapping[str, str]] = {
+        "model": f"{' | '.join(MODELS)} (torchvision DenseNet, one input channel, random init)",
+        "image_size": "square side after the centre crop",
+        "image_format": "float ([-1024, 1024] float32 batches) | uint8 (mapped to [-1024, 1024] on the device)",
+        "views": 'views kept as frontal (meta["view"]); ["*"] keeps every image',
+        "pathologies": "output columns, by name (a subset of label_columns)",
+        "label_columns": "names of the shards' labels columns in order (default: the 18 harmonised pathologies)",
+        "loss_reduction": "mean (over known labels) | task_sum (per-pathology means, summed: TorchXRayVision)",
+        "drop_rate": "DenseNet dropout after each dense layer",
+    }
+
+    def validate(self) -> None:
+        super().validate()
+        for key, allowed in (("model", tuple(MODELS)), ("image_format", IMAGE_FORMATS), ("loss_reduction", LOSS_REDUCTIONS)):
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"config key {key!r} must be one of {list(allowed)}, got {getattr(self, key)!r}")
+        if self.image_size < _MIN_SIZE[self.model]:
+            raise ValueError(f"config key 'image_size' must be >= {_MIN_SIZE[self.model]} for {self.model}, got {self.image_size}")
+        if not 0.0 <= self.drop_rate < 1.0:
+            raise ValueError(f"config key 'drop_rate' must be in [0, 1), got {self.drop_rate!r}")
+        if not self.views or ("*" in self.views and len(self.views) > 1):
+            raise ValueError(f"config key 'views' must list view names, or be [\"*\"] for every view, got {list(self.views)}")
+        for key in ("label_columns", "pathologies"):
+            names = getattr(self, key)
+            if not names or len(set(names)) != len(names):
+                raise ValueError(f"config key {key!r} must be a non-empty list of distinct names, got {list(names)}")
+        unknown = [name for name in self.pathologies if name not in self.label_columns]
+        if unknown:
+            raise ValueError(f"config key 'pathologies': {unknown} not in label_columns; valid: {list(self.label_columns)}")
+
+
+def _views(cfg: CXRConfig) -> tuple[str, ...] | None:
+    return None if cfg.views == ("*",) else cfg.views
+
+
+def _fields(cfg: CXRConfig) -> tuple[str, ...]:
+    return ("image", "labels") + (("meta",) if _views(cfg) is not None else ())
+
+
+class CXRTask:
+    """The ``cxr`` :class:`~pipelines.train.task.Task` (see the module docstring)."""
+
+    name = "cxr"
+    config_class = CXRConfig
+
+    def build_model(self, cfg: CXRConfig) -> nn.Module:
+        return CXRClassifier(build_backbone(cfg.model, len(cfg.pathologies), cfg.drop_rate))
+
+    def sample_transform(self, cfg: CXRConfig) -> CXRSampleTransform:
+        return CXRSampleTransform(cfg.image_size, cfg.image_format, _views(cfg), cfg.label_columns, cfg.pathologies)
+
+    def train_loader(self, cfg: CXRConfig, *, rank: int, world_size: int, epoch: int) -> Iterable[Batch]:
+        return shard_loader(cfg, "train", transform=self.sample_transform(cfg), batch_transform=keep_views, rank=rank,
+                            world_size=world_size, epoch=epoch, fields=_fields(cfg))
+
+    def eval_loader(self, cfg: CXRConfig) -> Iterable[Batch] | None:
+        return eval_loader(cfg, transform=self.sample_transform(cfg), batch_transform=keep_views, fields=_fields(cfg))
+
+    def training_step(self, model: nn.Module, batch: Batch, cfg: CXRConfig) -> tuple[torch.Tensor, dict[str, float]]:
+        loss = masked_bce_with_logits(model(batch["image"]), batch["labels"], cfg.loss_reduction)
+        return loss, {"dropped_views": float(batch["dropped"])}
+
+    def evaluate(self, model: nn.Module, loader: Iterable[Batch], cfg: CXRConfig, out_dir: Path) -> dict[str, float]:
+        """Masked BCE, per-pathology AUC and their mean over the frontal eval images; writes
+        ``auc.json`` (per pathology: AUC or null, positives, negatives, unknown) into ``out_dir``."""
+        device = next(model.parameters()).device
+        logits, labels, dropped = [], [], 0
+        for batch in loader:
+            logits.append(model(batch["image"].to(device)).float().cpu())
+            labels.append(batch["labels"])
+            dropped += int(batch["dropped"])
+        k = len(cfg.pathologies)
+        scores = torch.cat(logits) if logits else torch.zeros(0, k)
+        targets = torch.cat(labels) if labels else torch.zeros(0, k)
+        report = per_pathology_auc(scores.numpy(), targets.numpy(), cfg.pathologies)  # AUC is rank-based: logits do
+        table = {name: {"auc": None if math.isnan(report.per_pathology[name]) else report.per_pathology[name],
+                        "positives": int((targets[:, j] == 1).sum()), "negatives": int((targets[:, j] == 0).sum()),
+                        "unknown": int(torch.isnan(targets[:, j]).sum())} for j, name in enumerate(cfg.pathologies)}
+        write_bytes_atomic(Path(out_dir) / "auc.json", (json.dumps(table, indent=1) + "\n").encode("utf-8"))
+        return {"loss": float(masked_bce_with_logits(scores, targets, cfg.loss_reduction)), "samples": float(len(targets)),
+                "dropped_views": float(dropped), **report.as_metrics()}
+
+
+#: the trainer instance the registry loads (``pipelines.train.registry``)
+TASK = CXRTask()
