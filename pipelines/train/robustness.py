@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 from torchvision.transforms.v2 import functional as TF
 
@@ -110,17 +111,19 @@ def evaluate_patch_views(predict: Predict, batches: Iterable[Mapping[str, Any]],
         ops: from :func:`patch_view_ops`; each view is drawn per sample from ``generator``.
 
     Returns:
-        ``{"top1", "patch_<name>_top1" for each op, "samples"}``.
+        ``{"top1", "loss" (clean cross-entropy), "patch_<name>_top1" for each op, "samples"}``.
     """
     correct = {name: 0 for name in ["clean", *ops]}
-    total = 0
+    total, loss = 0, 0.0
     for batch in batches:
         images, labels = batch["image"], torch.as_tensor(batch["label"])
         total += len(labels)
-        correct["clean"] += _top1_correct(predict(images), labels)
+        logits = predict(images)
+        correct["clean"] += _top1_correct(logits, labels)
+        loss += float(F.cross_entropy(logits.float(), labels.to(logits.device).long(), reduction="sum"))
         for name, op in ops.items():
             correct[name] += _top1_correct(predict(op(images, generator=generator)), labels)
-    out = {"top1": _ratio(correct["clean"], total), "samples": float(total)}
+    out = {"top1": _ratio(correct["clean"], total), "loss": _ratio(loss, total), "samples": float(total)}
     out.update({f"patch_{name}_top1": _ratio(correct[name], total) for name in ops})
     return out
 

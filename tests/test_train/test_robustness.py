@@ -217,5 +217,5 @@ def test_patch_views_score_against_the_original_label():
     for name in ops:
         assert out[f"patch_{name}_top1"] == expected[name] / 6
     assert out["patch_shuffle_top1"] < 1.0  # shuffling moves the label patch away
-    assert set(out) == {"top1", "samples", "patch_shuffle_top1", "patch_rotate_top1", "patch_infill_top1"}
+    assert set(out) == {"top1", "loss", "samples", "patch_shuffle_top1", "patch_rotate_top1", "patch_infill_top1"}
     assert math.isnan(R.evaluate_patch_views(top_left, [], ops)["top1"])
