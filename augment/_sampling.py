@@ -3,9 +3,9 @@
 
 torch's own ``Gamma`` / ``Beta`` / ``Dirichlet`` distributions take no generator, so a seeded call
 could not reproduce them; these draw from the generator passed in (CPU when none is given, so the
-same seed gives the same values whatever the data's device). This is the only place in
-``augment`` outside the transforms' ``make_params`` that draws random numbers:
-:mod:`augment.functional` draws none (a test checks it).
+same seed gives the same values whatever the data's device). The transforms' ``make_params``
+call these next to torch's own samplers; :mod:`augment.functional` draws nothing (a test checks
+it).
 """
 
 from __future__ import annotations

@@ -72,8 +72,8 @@ class Transform:
     Each transform says what it may do to an image with four flags, class attributes (or
     properties where the answer depends on the arguments, as for compositions, which combine
     their children's). They describe the op, change nothing in it, and let code (the contract
-    tests, a pipeline choosing what to carry) ask instead of inspecting types or ``repr``. A flag
-    is ``True`` when *some* draw may do it:
+    tests, a pipeline choosing what to carry) ask instead of inspecting types or ``repr``. The
+    first three are ``True`` when *some* draw may do it:
 
     * ``geometric``: pixels may move, and masks and boxes it carries move with them. AugMix is
       ``False``: its warped copies are blended, so nothing can follow them.

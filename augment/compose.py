@@ -3,7 +3,7 @@
 They are transforms themselves: their parameters are their children's (prefixed ``"<i>."``) plus
 their own per-sample choices, so the contract (same seed -> same output, batch = per-sample with
 the same parameters, masks follow geometric children) holds for whole pipelines. Their flags
-(:class:`~augment._transform.Transform`) combine their children's: ``geometric``,
+(:class:`augment.Transform`) combine their children's: ``geometric``,
 ``photometric`` and ``blends`` if any child's is set, ``carries_masks`` if every child carries
 masks from its parameters alone.
 """
