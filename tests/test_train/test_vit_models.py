@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torchvision.models import vision_transformer as tv_vit
 
-from pipelines.train.models.vit_models import build_vit, forward_with_features, normalize_images, unwrap, vit_patch_size
+from pipelines.train.models.vit_models import build_vit, forward_with_features, normalize_images, vit_patch_size
 
 
 def tiny(**kw):
@@ -16,26 +16,29 @@ def tiny(**kw):
     return build_vit(**{**options, **kw})
 
 
-class Wrapper(nn.Module):
-    """Stands for DDP: the real module under ``.module``, called through the wrapper."""
+@pytest.fixture
+def ddp(tmp_path):
+    """A one-process gloo group, so models can be wrapped in a real DistributedDataParallel."""
+    import torch.distributed as dist
 
-    def __init__(self, module: nn.Module) -> None:
-        super().__init__()
-        self.module = module
-        self.calls = 0
-
-    def forward(self, x):
-        self.calls += 1
-        return self.module(x)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        yield lambda module: nn.parallel.DistributedDataParallel(module)
+    finally:
+        dist.destroy_process_group()
 
 
-def test_features_are_the_heads_input_and_logits_the_model_output():
+def test_features_are_the_heads_input_and_logits_the_model_output(ddp):
     model = tiny()
     nn.init.normal_(model.heads.head.weight)  # torchvision initialises the head to zero
     x = torch.randn(3, 3, 32, 32)
-    wrapped = Wrapper(model)
+    wrapped = ddp(model)
+    calls = []
+    wrapped.register_forward_pre_hook(lambda _m, _a: calls.append(1))
     logits, features = forward_with_features(wrapped, x)
-    assert wrapped.calls == 1  # through the wrapper's forward, once
+    assert calls == [1]  # through the DDP wrapper's forward (its gradient hooks), once
+    (logits.sum() + features.sum()).backward()
+    assert model.conv_proj.weight.grad is not None
     assert features.shape == (3, 32)
     torch.testing.assert_close(logits, model(x))
     torch.testing.assert_close(model.heads(features), logits)
@@ -52,10 +55,9 @@ def test_gradients_reach_the_encoder_through_the_features():
     assert model.conv_proj.weight.grad is not None and model.conv_proj.weight.grad.abs().sum() > 0
 
 
-def test_unwrap_and_patch_size():
+def test_patch_size_through_a_ddp_wrapper(ddp):
     model = tiny(patch_size=4)
-    assert unwrap(Wrapper(Wrapper(model))) is model
-    assert vit_patch_size(Wrapper(model)) == 4
+    assert vit_patch_size(ddp(model)) == 4
     with pytest.raises(TypeError, match="VisionTransformer"):
         vit_patch_size(nn.Linear(2, 2))
     with pytest.raises(TypeError, match="heads"):

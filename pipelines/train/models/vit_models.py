@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from torchvision.models import vision_transformer as tv_vit
 
+from pipelines.train.dist import unwrap
+
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -25,7 +27,6 @@ __all__ = [
     "build_vit",
     "forward_with_features",
     "normalize_images",
-    "unwrap",
     "vit_patch_size",
 ]
 
@@ -76,15 +77,6 @@ def build_vit(arch: str = "tiny", *, image_size: int = 32, num_classes: int = 10
     return tv_vit.VisionTransformer(image_size=image_size, patch_size=patch_size, num_layers=depth,
                                     num_heads=num_heads, hidden_dim=hidden_dim, mlp_dim=mlp_dim,
                                     dropout=dropout, num_classes=num_classes)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module under DDP (``.module``) and ``torch.compile`` (``._orig_mod``) wrappers."""
-    while True:
-        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
-        if not isinstance(inner, nn.Module):
-            return model
-        model = inner
 
 
 def vit_patch_size(model: nn.Module) -> int:
