@@ -32,6 +32,7 @@ from typing import Any, Callable
 from loaders.base import Adapter, SampleError
 from loaders.codecs import CODECS
 from loaders.fileio import read_regular
+from loaders.media import sniff_image
 from loaders.registry import register_dataset
 from loaders.schema import KEY, safe_key
 
@@ -43,13 +44,11 @@ _COLUMN_RE = re.compile(r"[^A-Za-z0-9_]")
 
 
 def _sniff_image(data: bytes) -> str:
-    if data[:3] == b"\xff\xd8\xff":
-        return "jpg"
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "png"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    raise SampleError(f"image bytes are not JPEG, PNG or WebP (start {data[:8]!r})")
+    """The shard suffix of image bytes (``jpg``/``png``/``webp``) from :func:`loaders.media.sniff_image`."""
+    fmt = sniff_image(data)
+    if fmt is None:
+        raise SampleError(f"image bytes are not JPEG, PNG or WebP (start {data[:8]!r})")
+    return "jpg" if fmt == "jpeg" else fmt
 
 
 def column_suffixes(features: Mapping[str, Any]) -> dict[str, tuple[str, str]]:

@@ -205,7 +205,11 @@ _IMAGE_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WebP"}
 
 
 def sniff_image(data: bytes) -> str | None:
-    """The image format of ``data`` from its magic bytes: ``"jpeg"``, ``"png"``, ``"webp"`` or ``None``."""
+    """The image format of ``data`` from its magic bytes: ``"jpeg"``, ``"png"``, ``"webp"`` or ``None``.
+
+    The one place image magic bytes are matched: decoders, :func:`loaders.layout.image_suffix`
+    (ImageNet's file copies) and the Hugging Face adapter all sniff through it.
+    """
     if data[:3] == b"\xff\xd8\xff":
         return "jpeg"
     if data[:8] == _PNG_SIGNATURE:
@@ -360,7 +364,7 @@ def _decode_plain_jpeg(data: bytes, mode: str) -> torch.Tensor | None:
     ``None`` too for a JPEG that libjpeg-turbo decodes only with a warning (``strict=True``), so
     truncated and corrupt files keep ``torchvision.io``'s behaviour and error messages.
     """
-    if simplejpeg is None or data[:3] != b"\xff\xd8\xff":
+    if simplejpeg is None or sniff_image(data) != "jpeg":
         return None
     try:
         colorspace = simplejpeg.decode_jpeg_header(data)[2]
@@ -430,7 +434,7 @@ def _decode_with_pil(data: bytes, suffix: str, mode: str) -> torch.Tensor:
 
 def _is_palette_png(data: bytes) -> bool:
     # PNG signature (8) + IHDR length (4) + "IHDR" (4) + width (4) + height (4) + bit depth (1)
-    return data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 25 and data[25] == 3
+    return data[:8] == _PNG_SIGNATURE and len(data) > 25 and data[25] == 3
 
 
 def encode_image(value: Any, fmt: str, *, suffix: str = "image", quality: int = 95) -> bytes:

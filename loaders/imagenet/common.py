@@ -6,6 +6,11 @@ Every adapter of the family labels samples with the standard 1k class index (see
 loads a sample as the original file bytes under the suffix its *content* says (``jpg`` or
 ``png``: ImageNet has a PNG named ``.JPEG``), a ``cls`` and a ``json`` meta. Decoded images are
 RGB by default (CMYK and greyscale JPEGs are converted), as every ImageNet model expects.
+
+The folder finders, the test-split check and the content sniffing the family uses
+(:func:`~loaders.layout.find_dir`, :func:`~loaders.layout.list_subdirs`,
+:func:`~loaders.layout.check_test_split`, :func:`~loaders.layout.image_suffix`) live in
+:mod:`loaders.layout`, shared with the other file-backed adapters; this module re-exports them.
 """
 
 from __future__ import annotations
@@ -13,18 +18,20 @@ from __future__ import annotations
 import bisect
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from loaders.base import Adapter, SampleError
 from loaders.codecs import decode_sample, encode
 from loaders.fileio import open_regular_file
+from loaders.layout import TEST_SPLITS, check_test_split, find_dir, image_suffix, list_subdirs
 from loaders.media import IMAGE_MODES
 from loaders.schema import KEY, MAX_KEY_LENGTH, keys_valid_and_unique, safe_key, validate_key
 
 from loaders.imagenet.metadata import imagenet_class_names, imagenet_wnids
 
+# TEST_SPLITS, check_test_split, find_dir, image_suffix and list_subdirs are loaders.layout's, re-exported
 __all__ = [
     "FolderRows",
     "IMAGE_EXTENSIONS",
@@ -49,12 +56,6 @@ def is_wnid(name: str) -> bool:
     return len(name) == 9 and name[0] == "n" and name[1:].isdigit()
 
 
-def list_subdirs(path: str | os.PathLike) -> list[str]:
-    """Sorted names of the non-hidden sub-folders of ``path`` (one ``os.scandir`` pass)."""
-    with os.scandir(path) as entries:
-        return sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
-
-
 def wnid_folders(path: str | os.PathLike, known: Mapping[str, int], *, what: str) -> list[tuple[str, int]]:
     """``(folder, 1k label)`` for each class folder of ``path``, sorted by name.
 
@@ -71,27 +72,6 @@ def wnid_folders(path: str | os.PathLike, known: Mapping[str, int], *, what: str
     if not folders:
         raise FileNotFoundError(f"{what}: no class folders (<wnid>/) under {os.fspath(path)!r}")
     return [(f, known[f]) for f in folders]
-
-
-TEST_SPLITS = ("test",)
-
-
-def check_test_split(name: str, split: str) -> str:
-    """The split of a test-only set (A, R, C, V2, Sketch): ``"test"``, else ``ValueError``."""
-    if split not in TEST_SPLITS:
-        raise ValueError(f"{name} is a test set: split must be one of {TEST_SPLITS}, got {split!r}")
-    return split
-
-
-def find_dir(root: Path, candidates: Iterable[str], accept: Callable[[Path], bool], *, what: str) -> Path:
-    """The first ``root / candidate`` (``""`` = root itself) that is a folder ``accept`` likes."""
-    tried = []
-    for candidate in candidates:
-        path = root / candidate if candidate else root
-        tried.append(str(path))
-        if path.is_dir() and accept(path):
-            return path
-    raise FileNotFoundError(f"{what}: none of these folders has the expected layout: {tried} (see docs/imagenet.md)")
 
 
 def _folder_images(path: str, head: str) -> tuple[list[str], list[str]]:
@@ -229,15 +209,6 @@ def _unique_safe_stems(stems: Sequence[str]) -> list[str]:
         seen.add(candidate)
         out.append(candidate)
     return out
-
-
-def image_suffix(data: bytes) -> str | None:
-    """``"jpg"`` / ``"png"`` from the file's magic bytes (never its extension); ``None`` if neither."""
-    if data[:3] == b"\xff\xd8\xff":
-        return "jpg"
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "png"
-    return None
 
 
 class ImageNetFamily(Adapter):

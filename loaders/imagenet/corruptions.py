@@ -17,9 +17,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from loaders.layout import check_test_split, find_dir, first_existing
 from loaders.registry import register_dataset
 
-from loaders.imagenet.common import FolderRows, ImageNetFamily, check_test_split, find_dir, index_class_folders, wnid_folders
+from loaders.imagenet.common import FolderRows, ImageNetFamily, index_class_folders, wnid_folders
 
 __all__ = [
     "ALL_CORRUPTIONS",
@@ -88,10 +89,7 @@ def resolve_severities(severity: int | str | Iterable[int]) -> tuple[int, ...]:
 
 def _corruption_dir(base: Path, corruption: str) -> str | None:
     """The path of a corruption's folder relative to ``base`` (flat or grouped), if present."""
-    for rel in (corruption, f"{_GROUP_OF[corruption]}/{corruption}"):
-        if (base / rel).is_dir():
-            return rel
-    return None
+    return first_existing((corruption, f"{_GROUP_OF[corruption]}/{corruption}"), lambda rel: (base / rel).is_dir())
 
 
 @register_dataset("imagenet-c")

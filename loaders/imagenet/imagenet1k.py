@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from loaders.codecs import encode
+from loaders.layout import first_existing
 from loaders.registry import register_dataset
 from loaders.schema import KEY
 
@@ -191,10 +192,7 @@ class ImageNetDataset(ImageNetFamily):
 
     def _devkit_file(self, name: str) -> Path | None:
         dirs = [self.devkit] if self.devkit is not None else [self.root / d if d else self.root for d in DEVKIT_DIRS]
-        for folder in dirs:
-            if (folder / name).is_file():
-                return folder / name
-        return None
+        return first_existing((folder / name for folder in dirs), Path.is_file)
 
     def _detect_val_layout(self, stems: Mapping[str, str], has_dirs: bool) -> str:
         if has_dirs and not stems:

@@ -27,18 +27,10 @@ from typing import Any, ClassVar
 
 import torch
 
+from loaders.layout import TEST_SPLITS, check_test_split, find_dir, list_subdirs
 from loaders.registry import register_dataset
 
-from loaders.imagenet.common import (
-    TEST_SPLITS,
-    ImageNetFamily,
-    check_test_split,
-    find_dir,
-    index_class_folders,
-    is_wnid,
-    list_subdirs,
-    wnid_folders,
-)
+from loaders.imagenet.common import ImageNetFamily, index_class_folders, is_wnid, wnid_folders
 from loaders.imagenet.metadata import subset_indices, subset_logits_mask, subset_wnids
 
 __all__ = [

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from loaders.base import SampleError
+from loaders.layout import first_existing
 from loaders.multimodal.audioset_meta import Ontology, read_class_labels, read_segments
 from loaders.clip_io import fit_length, read_audio_clip, remix_channels, resample
 from loaders.multimodal.clips import VIDEO_EXTENSIONS, ClipAdapter
@@ -75,10 +76,6 @@ def _scan_media(folder: Path, extensions: Sequence[str]) -> dict[tuple[str, int 
                 for key in media_id(name):
                     found.setdefault(key, os.path.join(dirpath, name))
     return found
-
-
-def _first(*paths: Path) -> Path | None:
-    return next((p for p in paths if p.exists()), None)
 
 
 @register_dataset("audioset")
@@ -151,13 +148,14 @@ class AudioSetDataset(ClipAdapter):
         )
         self.root, self.split = Path(root), split
         meta_dirs = (self.root, self.root / "metadata")
-        labels_path = Path(class_labels) if class_labels else _first(*(d / "class_labels_indices.csv" for d in meta_dirs))
+        labels_path = Path(class_labels) if class_labels else first_existing(
+            (d / "class_labels_indices.csv" for d in meta_dirs), Path.exists)
         if labels_path is None or not labels_path.is_file():
             raise FileNotFoundError(f"audioset: class_labels_indices.csv not found under {str(self.root)!r} or its metadata/ folder")
         self.mids, self.display_names = read_class_labels(labels_path)
         self.classes = tuple(self.display_names)
         self.mid_index = {mid: i for i, mid in enumerate(self.mids)}
-        onto_path = Path(ontology) if ontology else _first(*(d / "ontology.json" for d in meta_dirs))
+        onto_path = Path(ontology) if ontology else first_existing((d / "ontology.json" for d in meta_dirs), Path.exists)
         self.ontology = Ontology.from_json(onto_path) if onto_path is not None else None
         self.segment_files = self._segment_files(segments, meta_dirs)
         self.hdf5_files = self._hdf5_files(hdf5) if audio_source in ("auto", "hdf5") else []
@@ -189,7 +187,7 @@ class AudioSetDataset(ClipAdapter):
                 if not f.is_file():
                     raise FileNotFoundError(f"audioset: segments file {str(f)!r} not found")
             return files
-        found = _first(*(d / f"{self.split}_segments.csv" for d in meta_dirs))
+        found = first_existing((d / f"{self.split}_segments.csv" for d in meta_dirs), Path.exists)
         if found is not None:
             return [found]
         parts = self.root / "metadata" / "unbalanced_partial_csvs"

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from loaders.base import Adapter
+from loaders.layout import first_existing
 from loaders.clip_io import MISSING_AUDIO, Clip, output_size, read_clip
 
 __all__ = ["ClipAdapter", "VIDEO_EXTENSIONS", "find_video"]
@@ -25,11 +26,7 @@ VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv")
 
 def find_video(folder: str | os.PathLike, stem: str, extensions: tuple[str, ...] = VIDEO_EXTENSIONS) -> str | None:
     """The first ``folder/<stem><ext>`` that exists, or ``None``."""
-    for ext in extensions:
-        path = os.path.join(folder, stem + ext)
-        if os.path.isfile(path):
-            return path
-    return None
+    return first_existing((os.path.join(folder, stem + ext) for ext in extensions), os.path.isfile)
 
 
 class ClipAdapter(Adapter):

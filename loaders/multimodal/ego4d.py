@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from loaders.base import SampleError
+from loaders.layout import first_existing
 from loaders.multimodal.clips import ClipAdapter
 from loaders.multimodal.pairing import TAG_MODES, egoclip_window, mean_gap, normalize_tags
 from loaders.registry import register_dataset
@@ -88,10 +89,6 @@ def read_egoclip(path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[tu
                 continue
             rows.append(row)
     return rows, errors
-
-
-def _first(*paths: Path) -> Path | None:
-    return next((p for p in paths if p.is_file()), None)
 
 
 @register_dataset("ego4d")
@@ -173,11 +170,14 @@ class Ego4DDataset(ClipAdapter):
         )
         self.root, self.split, self.split_field = Path(root), split, split_field
         versioned = self.root / version
-        self.metadata_path = Path(metadata) if metadata else _first(self.root / "ego4d.json", versioned / "ego4d.json")
-        self.narration_path = Path(narrations) if narrations else _first(
-            versioned / "annotations" / "narration.json", self.root / "annotations" / "narration.json", self.root / "narration.json"
+        self.metadata_path = Path(metadata) if metadata else first_existing(
+            (self.root / "ego4d.json", versioned / "ego4d.json"), Path.is_file)
+        self.narration_path = Path(narrations) if narrations else first_existing(
+            (versioned / "annotations" / "narration.json", self.root / "annotations" / "narration.json", self.root / "narration.json"),
+            Path.is_file,
         )
-        self.egoclip_path = Path(egoclip) if egoclip else _first(self.root / "egoclip.csv", versioned / "egoclip.csv")
+        self.egoclip_path = Path(egoclip) if egoclip else first_existing(
+            (self.root / "egoclip.csv", versioned / "egoclip.csv"), Path.is_file)
         if source == "auto":
             source = "egoclip" if self.egoclip_path is not None else "narrations"
         if source == "narrations" and (self.narration_path is None or not self.narration_path.is_file()):

@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 
 from loaders.dicom import DicomOptions
+from loaders.layout import Table, check_split, find_file, read_table
 from loaders.registry import register_dataset
 from loaders.schema import KEY, safe_key
-from loaders.xray.common import Table, XRayDataset, check_split, find_file, read_table
+from loaders.xray.common import XRayDataset
 from loaders.xray.labels import PATHOLOGIES, UNCERTAIN_POLICIES, labels_to_json
 
 __all__ = ["CHEXPERT_COLUMNS", "CheXpertDataset", "MIMICDataset", "chexpert_label_matrix", "chexpert_labels"]

@@ -28,16 +28,17 @@ present the index keeps the metadata only (labels, keys; loading raises), counte
 
 Boxes travel in ``meta["boxes"]`` as ``[{"label": str, "xyxy": [x0, y0, x1, y1], ...}]`` in
 pixels of the original image (VinDr adds ``"reader"``), so shards need no extra field.
+
+The metadata tables and file finders the collections use (:class:`~loaders.layout.Table`,
+:func:`~loaders.layout.read_table`, :func:`~loaders.layout.find_file`,
+:func:`~loaders.layout.check_split`, :class:`~loaders.layout.FileListings`) live in
+:mod:`loaders.layout`, shared with the other file-backed adapters; this module re-exports them.
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 import os
-import zipfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -48,10 +49,12 @@ from loaders.base import Adapter, SampleError
 from loaders.codecs import encode
 from loaders.dicom import DicomOptions, load_dicom
 from loaders.fileio import open_regular_file, read_regular
+from loaders.layout import FileListings, Table, check_split, find_file, read_table
 from loaders.media import decode_image
 from loaders.schema import KEY
 from loaders.xray.labels import PATHOLOGIES
 
+# FileListings, Table, check_split, find_file and read_table are loaders.layout's, re-exported
 __all__ = [
     "DEFAULT_VIEWS",
     "FileListings",
@@ -68,90 +71,9 @@ __all__ = [
 
 DEFAULT_VIEWS: tuple[str, ...] = ("PA", "AP")
 IMAGE_FORMATS = ("native", "uint8", "float")
-_KIND_OF_SUFFIX = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".dcm": "dcm", ".dicom": "dcm"}
 
 
-# --- metadata tables ---------------------------------------------------------------------------
-
-
-class Table:
-    """A CSV file read verbatim: the header as written, the rows streamed as lists of strings.
-
-    Columns are looked up by their name with surrounding spaces stripped (SIIM's
-    ``" EncodedPixels"``), so quirky headers (NIH's unquoted ``[Width,Height]`` commas, trailing
-    commas, CRLF line ends, a UTF-8 BOM) need no special casing; rows shorter than the header
-    read as blanks. :attr:`rows` re-reads the file on each use, so a 160k-row PadChest table
-    never sits in memory as strings.
-    """
-
-    def __init__(self, path: Path, header: list[str]) -> None:
-        self.path, self.header = path, header
-        self._position: dict[str, int] = {}
-        for i, name in enumerate(header):
-            self._position.setdefault(name.strip(), i)
-
-    def has(self, *names: str) -> bool:
-        return any(name in self._position for name in names)
-
-    def column(self, *names: str, required: bool = True) -> int | None:
-        """The position of the first of ``names`` present (alternate spellings), or ``None``."""
-        for name in names:
-            if name in self._position:
-                return self._position[name]
-        if required:
-            raise ValueError(f"{str(self.path)!r}: missing column {names[0]!r}; header: {self.header}")
-        return None
-
-    @property
-    def rows(self) -> Iterator[list[str]]:
-        """The data rows (blank lines skipped), padded to the header's width."""
-        width = len(self.header)
-        with _open_text(self.path) as handle:
-            reader = csv.reader(handle)
-            next(reader, None)
-            for row in reader:
-                if row:
-                    yield row + [""] * (width - len(row)) if len(row) < width else row
-
-
-def _open_text(path: Path) -> io.TextIOBase:
-    name = path.name.lower()
-    if name.endswith(".gz"):
-        raw = open_regular_file(path)
-        compressed = gzip.GzipFile(fileobj=raw, mode="rb")
-        compressed.myfileobj = raw  # closed with it, as gzip.open(path) does
-        return io.TextIOWrapper(compressed, encoding="utf-8-sig", newline="")
-    if name.endswith(".zip"):
-        with open_regular_file(path) as raw, zipfile.ZipFile(raw) as archive:
-            members = [m for m in archive.namelist() if m.lower().endswith(".csv") and not m.endswith("/")]
-            if len(members) != 1:
-                raise ValueError(f"{str(path)!r}: expected exactly one .csv inside the zip, found {members}")
-            data = archive.read(members[0])
-        return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline="")
-    return open_regular_file(path, "r", encoding="utf-8-sig", newline="")
-
-
-def read_table(path: str | os.PathLike) -> Table:
-    """Open a CSV (plain, ``.gz`` or single-member ``.zip``) as a :class:`Table` (header read now)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"metadata file {str(path)!r} does not exist")
-    with _open_text(path) as handle:
-        header = next(csv.reader(handle), None)
-    if header is None:
-        raise ValueError(f"{str(path)!r} is empty; expected a CSV header")
-    return Table(path, header)
-
-
-def find_file(root: Path, candidates: Iterable[str], *, what: str, option: str) -> Path:
-    """The first existing ``root/candidate`` (``.gz`` variants included); a clear error otherwise."""
-    tried = []
-    for candidate in candidates:
-        for name in (candidate, candidate + ".gz"):
-            tried.append(name)
-            if (root / name).is_file():
-                return root / name
-    raise FileNotFoundError(f"no {what} under {str(root)!r} (looked for {tried}); pass {option}= to point at it")
+# --- views ---------------------------------------------------------------------------------------
 
 
 def normalise_views(views: str | Sequence[str] | None) -> frozenset[str] | None:
@@ -167,59 +89,6 @@ def normalise_views(views: str | Sequence[str] | None) -> frozenset[str] | None:
     if not views:
         raise ValueError("views must not be empty; use '*' to keep every view")
     return frozenset(views)
-
-
-def check_split(dataset: str, split: str | None, allowed: Sequence[str | None]) -> str | None:
-    if split not in allowed:
-        raise ValueError(f"{dataset}: split must be one of {list(allowed)}, got {split!r}")
-    return split
-
-
-def kind_of(path: str) -> str:
-    """``png``/``jpg``/``dcm`` from a file name's extension."""
-    extension = os.path.splitext(path)[1].lower()
-    if extension not in _KIND_OF_SUFFIX:
-        raise ValueError(f"unsupported image file extension {extension!r} in {path!r}; allowed: {sorted(_KIND_OF_SUFFIX)}")
-    return _KIND_OF_SUFFIX[extension]
-
-
-class FileListings:
-    """Which files exist under ``top``, from cached directory listings (no per-file ``stat``).
-
-    A folder is listed once; a folder absent from its parent's listing (parents are listed up to
-    ``top``) reads as empty without a system call, so a partial download costs one listing per
-    folder present, not per file named.
-    """
-
-    def __init__(self, top: str | os.PathLike) -> None:
-        self.top = os.path.normpath(os.fspath(top))
-        self._names: dict[str, frozenset[str] | None] = {}
-
-    def names(self, folder: str) -> frozenset[str] | None:
-        """The entry names of ``folder`` (empty if it does not exist; ``None`` if unreadable)."""
-        if folder in self._names:
-            return self._names[folder]
-        parent, base = os.path.split(folder)
-        names: frozenset[str] | None
-        above = self.names(parent) if folder.startswith(self.top + os.sep) and parent != folder else None
-        if above is not None and base not in above:
-            names = frozenset()
-        else:
-            try:
-                names = frozenset(os.listdir(folder))
-            except (FileNotFoundError, NotADirectoryError):
-                names = frozenset()
-            except OSError:  # e.g. no read permission: unknown, assume present
-                names = None
-        self._names[folder] = names
-        return names
-
-    def has(self, path: str | os.PathLike | None) -> bool:
-        if path is None:
-            return False
-        folder, name = os.path.split(os.path.normpath(os.fspath(path)))
-        names = self.names(folder)
-        return names is None or name in names
 
 
 # --- images --------------------------------------------------------------------------------------

@@ -25,9 +25,10 @@ import numpy as np
 
 from loaders.dicom import DicomOptions
 from loaders.fileio import read_regular
+from loaders.layout import check_split, find_file, read_table
 from loaders.registry import register_dataset
 from loaders.schema import KEY, safe_key
-from loaders.xray.common import XRayDataset, check_split, find_file, read_table
+from loaders.xray.common import XRayDataset
 from loaders.xray.labels import harmonise
 
 __all__ = ["NIH_PATHOLOGIES", "NIHDataset", "NIHGoogleDataset", "nih_image_paths", "nih_labels", "read_nih_boxes"]

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from loaders.dicom import DicomOptions
+from loaders.layout import check_split
 from loaders.registry import register_dataset
 from loaders.schema import KEY, safe_key
-from loaders.xray.common import XRayDataset, check_split
+from loaders.xray.common import XRayDataset
 from loaders.xray.labels import harmonise
 
 __all__ = ["NLMTBDataset"]

@@ -32,9 +32,10 @@ import numpy as np
 
 from loaders.dicom import DicomOptions
 from loaders.fileio import open_regular_file, read_regular
+from loaders.layout import check_split, find_file, read_table
 from loaders.registry import register_dataset
 from loaders.schema import KEY, safe_key
-from loaders.xray.common import XRayDataset, check_split, find_file, read_table
+from loaders.xray.common import XRayDataset
 from loaders.xray.labels import substring_labels
 
 __all__ = ["OPENI_TERMS", "OpenIDataset", "openi_labels", "parse_openi_report"]

@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 
 from loaders.dicom import DicomOptions
+from loaders.layout import check_split, find_file, read_table
 from loaders.registry import register_dataset
 from loaders.schema import KEY, safe_key
-from loaders.xray.common import XRayDataset, check_split, find_file, read_table
+from loaders.xray.common import XRayDataset
 from loaders.xray.labels import substring_labels
 
 __all__ = ["KNOWN_BROKEN", "PADCHEST_TERMS", "PadChestDataset", "padchest_labels"]

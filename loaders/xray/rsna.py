@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from loaders.dicom import DicomOptions
+from loaders.layout import check_split, find_file, kind_of, read_table
 from loaders.registry import register_dataset
 from loaders.schema import KEY, safe_key
-from loaders.xray.common import XRayDataset, check_split, dicom_header_fields, find_file, kind_of, read_table
+from loaders.xray.common import XRayDataset, dicom_header_fields
 from loaders.xray.labels import harmonise
 
 __all__ = ["RSNAPneumoniaDataset"]

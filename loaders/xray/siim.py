@@ -29,9 +29,10 @@ import torch
 from loaders.base import SampleError
 from loaders.codecs import encode
 from loaders.dicom import DicomOptions
+from loaders.layout import check_split, find_file, read_table
 from loaders.registry import register_dataset
 from loaders.schema import KEY, safe_key
-from loaders.xray.common import XRayDataset, check_split, dicom_header_fields, find_file, read_table
+from loaders.xray.common import XRayDataset, dicom_header_fields
 from loaders.xray.labels import harmonise
 
 __all__ = ["SIIMPneumothoraxDataset", "rle_decode", "rle_encode"]

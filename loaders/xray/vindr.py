@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 
 from loaders.dicom import DicomOptions
+from loaders.layout import check_split, find_file, read_table
 from loaders.registry import register_dataset
 from loaders.schema import KEY, safe_key
-from loaders.xray.common import XRayDataset, check_split, dicom_header_fields, find_file, read_table
+from loaders.xray.common import XRayDataset, dicom_header_fields
 from loaders.xray.labels import substring_labels
 
 __all__ = ["VINDR_TERMS", "VinDrCXRDataset", "vindr_labels"]
