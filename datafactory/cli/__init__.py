@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "datafactory.cli.shards",
     "datafactory.cli.augment",
     "datafactory.cli.train",
+    "datafactory.cli.audit",
 )
 
 
