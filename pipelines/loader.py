@@ -1,8 +1,9 @@
-"""``make_loader``: a DDP-correct, resumable, safe streaming ``DataLoader`` over our shards.
+"""``make_loader``: a DDP-correct, resumable, safe streaming ``DataLoader`` over shards.
 
-Reading never goes through webdataset's decoders: members are read with our own tar reader after
-their names are checked (:func:`pipelines.tario.split_member_name`), every suffix must be in
-the codec table (:func:`loaders.get_codec`; pickle suffixes and unknown ones are refused) and
+Reading never goes through webdataset's decoders: members are read with our own tar reader
+(:func:`pipelines.tario.iter_shard_samples`: plain or gzip-compressed tars, names checked,
+samples grouped by WebDataset's rule), every suffix must be in the codec table or named in
+``decoders=`` (:class:`pipelines.tario.SuffixCheck`; pickle suffixes are refused always) and
 decoding is :func:`loaders.decode_sample`. Which samples a rank/worker reads, and in which order,
 comes from :mod:`pipelines.plan` (equal batch counts per rank; exact mid-epoch resume).
 
@@ -10,6 +11,9 @@ comes from :mod:`pipelines.plan` (equal batch counts per rank; exact mid-epoch r
 reader of shard sets) refuses shard names that are not plain ``.tar`` file names in the folder, symbolic links
 out of it, and mistyped counts; and since the plan trusts the counts, each shard read is checked
 against its count (ending early or holding more is a :class:`ShardError` naming the shard).
+A list of tars (anyone's: no ``index.json``) is counted by reading its member headers first,
+the way the stream reads it: as webdataset does, a tar may lack its end-of-archive blocks, and
+with ``on_error="skip"`` the samples our schema cannot hold are left out before planning.
 
 Ranks come from ``rank``/``world_size`` arguments, else ``torch.distributed`` when initialised,
 else the ``RANK``/``WORLD_SIZE`` environment variables (as set by ``torchrun``), else 0/1.
@@ -26,11 +30,11 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, IterableDataset, default_collate, get_worker_info
 
-from loaders import CodecError, decode_sample
+from loaders import CodecError, check_on_error, decode_sample
 from loaders.schema import KEY
 from pipelines.manifest import IndexedShard, ShardIndex, read_index, read_json_file, shard_file, sidecar_name
 from pipelines.plan import batches_per_rank, consumed_per_worker, worker_plan
-from pipelines.tario import ShardError, check_suffixes, iter_shard_samples
+from pipelines.tario import ReadStats, ShardError, SuffixCheck, check_suffixes, iter_shard_samples
 from pipelines.transfer import MainSlots, SlotControl, WorkerSlots
 
 __all__ = [
@@ -71,25 +75,47 @@ def _stack(values: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(values) if _worker_has_slots else default_collate(values)
 
 
-def resolve_shards(shards: str | os.PathLike | Sequence[str | os.PathLike]) -> list[tuple[str, int]]:
-    """``(path, sample count)`` for a shard folder, an ``index.json`` or a list of ``.tar`` paths.
+def resolve_shards(shards: str | os.PathLike | Sequence[str | os.PathLike], *, on_error: str = "raise",
+                   stats: ReadStats | None = None,
+                   check_suffix: Callable[[str], object] | None = None) -> list[tuple[str, int]]:
+    """``(path, sample count)`` for a shard folder, an ``index.json`` or a list of tar paths.
 
-    Counts come from ``index.json`` (checked by :func:`read_index`); bare tar lists are counted
-    by reading member headers (which also checks that each archive is complete).
+    Counts come from ``index.json`` (checked by :func:`read_index`). A list of tars (plain or
+    gzip-compressed, ours or anyone's) is counted by reading member headers the way
+    :class:`ShardStream` reads them for such a list: archives without their end-of-archive
+    blocks accepted (as webdataset does), samples our schema cannot hold raising or, with
+    ``on_error="skip"``, left out and recorded in ``stats`` -- along with those whose suffix
+    ``check_suffix`` refuses.
+
+    Raises:
+        FileNotFoundError: a folder without ``index.json`` (pass its tars as a list), or a
+            listed tar that does not exist.
+        ShardError: a malformed ``index.json`` or tar, or (``on_error="raise"``) an unreadable sample.
     """
     if isinstance(shards, (str, os.PathLike)):
         path = Path(shards)
         if path.is_dir() or path.name == "index.json":
-            return [(str(s.path), s.count) for s in read_index(path).shards]
+            try:
+                return [(str(s.path), s.count) for s in read_index(path).shards]
+            except FileNotFoundError as error:
+                raise FileNotFoundError(f"{error}; to read tars that come without one, pass their paths as a list "
+                                        "(e.g. sorted(glob.glob('folder/*.tar')))") from None
         shards = [path]
     if not isinstance(shards, Sequence) or not shards:
-        raise ValueError(f"shards must be a folder, an index.json or a non-empty list of .tar files, got {shards!r}")
+        raise ValueError(f"shards must be a folder, an index.json or a non-empty list of tar files, got {shards!r}")
     out = []
     for tar in shards:
         if not Path(tar).is_file():
             raise FileNotFoundError(f"shards: {os.fspath(tar)!r} does not exist")
-        out.append((os.fspath(tar), sum(1 for _ in iter_shard_samples(tar, read_data=False))))
+        samples = iter_shard_samples(tar, read_data=False, on_error=on_error, stats=stats, require_end=False,
+                                     check_suffix=check_suffix)
+        out.append((os.fspath(tar), sum(1 for _ in samples)))
     return out
+
+
+def _from_manifest(shards: str | os.PathLike | Sequence[str | os.PathLike]) -> bool:
+    """Whether :func:`resolve_shards` takes ``shards``' counts from an ``index.json``."""
+    return isinstance(shards, (str, os.PathLike)) and (Path(shards).is_dir() or Path(shards).name == "index.json")
 
 
 def collate_samples(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -130,7 +156,10 @@ class StreamConfig:
     """What a :class:`ShardStream` reads and how: fixed for the stream's lifetime.
 
     The fields are :func:`make_loader`'s arguments of the same names (validated there);
-    ``max_slots`` is how many reused transfer slots a worker keeps (:mod:`pipelines.transfer`).
+    ``max_slots`` is how many reused transfer slots a worker keeps (:mod:`pipelines.transfer`);
+    ``require_end`` whether a shard must end with its end-of-archive blocks (``True`` for a
+    set with ``index.json``, whose writer always ends its tars; ``False`` for a list of tars,
+    read as webdataset reads them).
     """
 
     batch_size: int
@@ -146,6 +175,9 @@ class StreamConfig:
     drop_last: bool = False
     num_workers: int = 0
     max_slots: int = 4
+    on_error: str = "raise"
+    decoders: Mapping[str, Callable[[bytes], Any]] | None = None
+    require_end: bool = True
 
 
 _CONFIG_FIELDS = frozenset(f.name for f in fields(StreamConfig))
@@ -167,6 +199,10 @@ class ShardStream(IterableDataset):
         self.paths = [p for p, _ in shards]
         self.counts = [c for _, c in shards]
         self.config = config
+        self.check_suffix = SuffixCheck(config.decoders or ())
+        self._decoders = {suffix.lower(): fn for suffix, fn in (config.decoders or {}).items()}
+        #: what listing the shards met (samples left out, directories...); see make_loader
+        self.listing = ReadStats(samples=sum(self.counts))
         # What the next iteration plays, in shared memory so that worker processes see it when
         # they start an iteration -- persistent workers included, which keep their copy of this
         # object across epochs: [epoch, role offset, slots on/off, batches to skip per worker
@@ -215,18 +251,26 @@ class ShardStream(IterableDataset):
             path = self.paths[shard]
             # count: a shard that ends early, or holds more than planned, fails here by name
             # instead of leaving this worker short of batches (or DDP ranks out of step)
-            for sample in iter_shard_samples(path, skip=start, limit=stop - start, count=self.counts[shard]):
-                check_suffixes(sample, path)
-                yield sample
+            c = self.config
+            yield from iter_shard_samples(path, skip=start, limit=stop - start, count=self.counts[shard],
+                                          on_error=c.on_error, require_end=c.require_end, check_suffix=self.check_suffix)
 
     def _decode(self, sample: dict[str, Any]) -> dict[str, Any]:
-        decode, transform = self.config.decode, self.config.transform
+        decode, transform, decoders = self.config.decode, self.config.transform, self._decoders
         if decode is not False:
             mode = "unchanged" if decode is True else decode
+            own = {s: decoders[s.lower()] for s in sample if s != KEY and s.lower() in decoders} if decoders else {}
             try:
-                sample = decode_sample(sample, image_mode=mode)
+                decoded = decode_sample({s: v for s, v in sample.items() if s not in own}, image_mode=mode)
             except CodecError as error:
                 raise ShardError(f"sample {sample[KEY]!r}: {error}") from None
+            for suffix, fn in own.items():
+                try:
+                    decoded[suffix] = fn(sample[suffix])
+                except Exception as error:  # noqa: BLE001 - a user's decoder: name the member it failed on
+                    raise ShardError(f"sample {sample[KEY]!r}: member {suffix!r}: your decoder {fn!r} failed: "
+                                     f"{type(error).__name__}: {error}") from error
+            sample = decoded
         return transform(sample) if transform is not None else sample
 
     def __iter__(self) -> Iterator[Any]:
@@ -296,6 +340,14 @@ class ShardLoader(DataLoader):
     @property
     def epoch(self) -> int:
         return self.dataset.epoch
+
+    @property
+    def read_stats(self) -> ReadStats:
+        """What listing the shards met: samples per epoch (before rank splitting), samples left
+        out under ``on_error="skip"`` with their reasons, directory entries passed over, tars
+        without end-of-archive blocks. Filled when a list of tars is read up front; for a set
+        with ``index.json`` (not read up front) only ``samples``."""
+        return self.dataset.listing
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         ds = self.dataset
@@ -380,6 +432,8 @@ def make_loader(
     rank: int | None = None,
     world_size: int | None = None,
     reuse_memory: bool = True,
+    on_error: str = "raise",
+    decoders: Mapping[str, Callable[[bytes], Any]] | None = None,
     **loader_options: Any,
 ) -> ShardLoader:
     """A ``DataLoader`` streaming batches from a shard set.
@@ -402,6 +456,16 @@ def make_loader(
             reuses (:mod:`pipelines.transfer`) instead of a new segment per tensor; the main
             process copies each batch out. Off with ``pin_memory=True`` (the pinning thread
             copies batches anyway) and when ``False``.
+        on_error: a sample our schema cannot hold (a key with a dot or a space, a duplicate
+            member, a suffix with no decoder) or a member with no ``key.suffix`` form:
+            ``"raise"`` a :class:`ShardError` naming shard and member, or ``"skip"`` it. Skips
+            are decided from member names when a list of tars is read up front (they take no
+            place in the epoch's plan) and listed in ``loader.read_stats.skipped``; a set with
+            ``index.json`` promises its counts, so a sample left out there is a count mismatch.
+        decoders: ``{suffix: function(bytes) -> value}`` for member suffixes the codec table
+            does not know (``"txt.gz"``, say) or whose decoding you want to do yourself; the
+            value lands in the sample under the suffix. Pickle-based suffixes are refused even
+            here. With ``decode=False`` the named suffixes are accepted and stay bytes.
         **loader_options: passed to ``DataLoader`` (``pin_memory``, ``prefetch_factor``, ...).
     """
     for name, value, low in (("batch_size", batch_size, 1), ("num_workers", num_workers, 0), ("seed", seed, 0),
@@ -417,14 +481,30 @@ def make_loader(
         raise ValueError("batching and sampling are done by the stream; do not pass sampler/batch_size options")
     if "collate_fn" in loader_options:
         raise ValueError("pass collate=... (it runs on each batch's samples in the worker), not collate_fn")
+    check_on_error(on_error)
+    if decoders is not None:
+        if not isinstance(decoders, Mapping):
+            raise TypeError(f"decoders must be a mapping of suffix -> callable, got {type(decoders).__name__}")
+        for suffix, fn in decoders.items():
+            if not callable(fn):
+                raise TypeError(f"decoders[{suffix!r}] must be callable, got {type(fn).__name__}")
+        decoders = dict(decoders)
+    check = SuffixCheck(decoders or ())  # refuses pickle suffixes and non-string names: ValueError
     rank, world_size = _rank_and_world(rank, world_size)
     transfer = None
     if reuse_memory and num_workers > 0 and not loader_options.get("pin_memory"):
         transfer = SlotControl(num_workers, loader_options.get("multiprocessing_context"))
     # a worker's batches in flight: up to prefetch_factor, one being copied out, one being filled
     max_slots = (loader_options.get("prefetch_factor") or 2) + 2
+    listing = ReadStats()
+    # a bare list of tars is listed the way the stream will read it; with on_error="raise" the
+    # suffixes are checked when read, as they always were (and fail there)
+    listed = resolve_shards(shards, on_error=on_error, stats=listing, check_suffix=check if on_error == "skip" else None)
     config = StreamConfig(batch_size=batch_size, decode=decode, transform=transform, batch_transform=batch_transform,
                           collate=collate, shuffle=shuffle, shuffle_buffer=shuffle_buffer, seed=seed, rank=rank,
-                          world_size=world_size, drop_last=drop_last, num_workers=num_workers, max_slots=max_slots)
-    stream = ShardStream(resolve_shards(shards), config, epoch=epoch, transfer=transfer)
+                          world_size=world_size, drop_last=drop_last, num_workers=num_workers, max_slots=max_slots,
+                          on_error=on_error, decoders=decoders, require_end=_from_manifest(shards))
+    stream = ShardStream(listed, config, epoch=epoch, transfer=transfer)
+    if not config.require_end:
+        stream.listing = listing
     return ShardLoader(stream, num_workers=num_workers, **loader_options)

@@ -97,9 +97,9 @@ def test_reader_refuses_broken_tars(tmp_path, helpers):
         list(iter_shard_samples(tmp_path / "noise.tar"))
     import tarfile
 
-    with tarfile.open(tmp_path / "dir.tar", "w") as tar:
-        info = tarfile.TarInfo("folder")
-        info.type = tarfile.DIRTYPE
+    with tarfile.open(tmp_path / "link.tar", "w") as tar:  # directories are passed over (test_foreign_shards)
+        info = tarfile.TarInfo("a.txt")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
         tar.addfile(info)
     with pytest.raises(ShardError, match="not a regular file"):
-        list(iter_shard_samples(tmp_path / "dir.tar"))
+        list(iter_shard_samples(tmp_path / "link.tar"))
