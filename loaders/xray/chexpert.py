@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from loaders.dicom import DicomOptions
-from loaders.layout import Table, check_split, find_file, read_table
+from loaders.layout import Table, find_file, read_table
 from loaders.registry import register_dataset
 from loaders.schema import KEY, safe_key
 from loaders.xray.common import XRayDataset
@@ -143,6 +143,7 @@ class CheXpertDataset(XRayDataset):
     """
 
     name = "chexpert"
+    splits = ("train", "valid")
 
     def __init__(
         self,
@@ -160,9 +161,7 @@ class CheXpertDataset(XRayDataset):
         on_error: str = "raise",
         transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
-        super().__init__(root, views=views, unique_patients=unique_patients, image_format=image_format, dicom=dicom,
-                         strict=strict, decode=decode, on_error=on_error, transform=transform)
-        self.split = check_split(self.name, split, ("train", "valid"))
+        super().__init__(**self._base_arguments(locals()))
         if uncertain not in UNCERTAIN_POLICIES:
             raise ValueError(f"uncertain must be one of {list(UNCERTAIN_POLICIES)}, got {uncertain!r}")
         self.uncertain = uncertain
@@ -225,6 +224,7 @@ class MIMICDataset(XRayDataset):
     """
 
     name = "mimic-cxr"
+    splits = (None, "train", "validate", "test")
 
     def __init__(
         self,
@@ -245,9 +245,7 @@ class MIMICDataset(XRayDataset):
         on_error: str = "raise",
         transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
-        super().__init__(root, views=views, unique_patients=unique_patients, image_format=image_format, dicom=dicom,
-                         strict=strict, decode=decode, on_error=on_error, transform=transform)
-        self.split = check_split(self.name, split, (None, "train", "validate", "test"))
+        super().__init__(**self._base_arguments(locals()))
         if labeler not in ("chexpert", "negbio"):
             raise ValueError(f"labeler must be 'chexpert' or 'negbio', got {labeler!r}")
         if uncertain not in UNCERTAIN_POLICIES:

@@ -37,6 +37,7 @@ The metadata tables and file finders the collections use (:class:`~loaders.layou
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -117,7 +118,11 @@ def _first_channel(image: torch.Tensor) -> torch.Tensor:
 class XRayDataset(Adapter):
     """Base class of the chest X-ray collections (see the module docstring for the options).
 
-    Subclasses set :attr:`name`, :attr:`default_views` and implement :meth:`_rows`.
+    Subclasses set :attr:`name`, :attr:`splits`, :attr:`default_views` and implement
+    :meth:`_rows`. Their constructors keep an explicit keyword signature -- the registry checks
+    options against it -- whose shared parameters (those of this constructor, same names and
+    defaults) they pass on in one call, ``super().__init__(**self._base_arguments(locals()))``,
+    then check their own options and end with ``self.index`` (bad metadata fails at construction).
 
     Attributes:
         pathologies: the names of the ``labels`` columns (:data:`PATHOLOGIES`); also ``classes``.
@@ -126,10 +131,13 @@ class XRayDataset(Adapter):
     pathologies: ClassVar[tuple[str, ...]] = PATHOLOGIES
     classes = PATHOLOGIES  # the label space of ``labels`` (nlm-tb names its ``label`` classes instead)
     default_views: ClassVar[str | tuple[str, ...]] = DEFAULT_VIEWS
+    #: the accepted values of ``split`` (``None``: the whole release; most have no official split)
+    splits: ClassVar[tuple[str | None, ...]] = (None,)
 
     def __init__(
         self,
         root: str | os.PathLike,
+        split: str | None = None,
         *,
         views: str | Sequence[str] | None = None,
         unique_patients: bool = False,
@@ -160,6 +168,12 @@ class XRayDataset(Adapter):
         self.unique_patients = unique_patients
         self.image_format = image_format
         self.dicom = dicom or DicomOptions()
+        self.split = check_split(self.name, split, self.splits)
+
+    @staticmethod
+    def _base_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
+        """This constructor's arguments, picked by name from a subclass constructor's ``locals()``."""
+        return {name: arguments[name] for name in _BASE_PARAMETERS}
 
     # -- subclass API -----------------------------------------------------------------------------
 
@@ -287,6 +301,10 @@ class XRayDataset(Adapter):
         views = "*" if self.views is None else sorted(self.views)
         return (f"{type(self).__name__}(name={self.name!r}, root={str(self.root)!r}, samples={size}, views={views}, "
                 f"unique_patients={self.unique_patients})")
+
+
+#: the parameters of :meth:`XRayDataset.__init__` after ``self``, which every collection passes on
+_BASE_PARAMETERS: tuple[str, ...] = tuple(inspect.signature(XRayDataset.__init__).parameters)[1:]
 
 
 def dicom_header_fields(path: str | None, keywords: Sequence[str]) -> dict[str, str]:

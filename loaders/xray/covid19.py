@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from loaders.dicom import DicomOptions
-from loaders.layout import check_split, find_file, kind_of, read_table
+from loaders.layout import find_file, kind_of, read_table
 from loaders.registry import register_dataset
 from loaders.schema import KEY, safe_key
 from loaders.xray.common import XRayDataset
@@ -51,6 +51,7 @@ class COVID19Dataset(XRayDataset):
     """
 
     name = "covid19"
+    splits = (None,)  # the release has no split
 
     def __init__(
         self,
@@ -67,9 +68,7 @@ class COVID19Dataset(XRayDataset):
         on_error: str = "raise",
         transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
-        super().__init__(root, views=views, unique_patients=unique_patients, image_format=image_format, dicom=dicom,
-                         strict=strict, decode=decode, on_error=on_error, transform=transform)
-        self.split = check_split(self.name, split, (None,))  # the release has no split
+        super().__init__(**self._base_arguments(locals()))
         self.csv = Path(csv) if csv is not None else find_file(self.root, ("metadata.csv",), what="COVID-19 metadata.csv", option="csv")
         self.index
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from loaders.dicom import DicomOptions
 from loaders.fileio import read_regular
-from loaders.layout import check_split, find_file, read_table
+from loaders.layout import find_file, read_table
 from loaders.registry import register_dataset
 from loaders.schema import KEY, safe_key
 from loaders.xray.common import XRayDataset
@@ -109,6 +109,7 @@ class NIHDataset(XRayDataset):
     """
 
     name = "nih"
+    splits = (None, *_SPLIT_LISTS)
 
     def __init__(
         self,
@@ -127,9 +128,7 @@ class NIHDataset(XRayDataset):
         on_error: str = "raise",
         transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
-        super().__init__(root, views=views, unique_patients=unique_patients, image_format=image_format, dicom=dicom,
-                         strict=strict, decode=decode, on_error=on_error, transform=transform)
-        self.split = check_split(self.name, split, (None, *_SPLIT_LISTS))
+        super().__init__(**self._base_arguments(locals()))
         self.csv = Path(csv) if csv is not None else find_file(self.root, _DATA_ENTRY, what="NIH Data_Entry CSV", option="csv")
         if bbox_csv is None:
             candidate = self.root / "BBox_List_2017.csv"
@@ -183,6 +182,7 @@ class NIHGoogleDataset(XRayDataset):
     """
 
     name = "nih-google"
+    splits = (None, "test", "val")
 
     def __init__(
         self,
@@ -200,9 +200,7 @@ class NIHGoogleDataset(XRayDataset):
         on_error: str = "raise",
         transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
-        super().__init__(root, views=views, unique_patients=unique_patients, image_format=image_format, dicom=dicom,
-                         strict=strict, decode=decode, on_error=on_error, transform=transform)
-        self.split = check_split(self.name, split, (None, "test", "val"))
+        super().__init__(**self._base_arguments(locals()))
         self.csv = Path(csv) if csv is not None else find_file(self.root, _GOOGLE_CSV, what="Google relabel CSV", option="csv")
         self.images = images
         self.index

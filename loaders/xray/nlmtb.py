@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from loaders.dicom import DicomOptions
-from loaders.layout import check_split
 from loaders.registry import register_dataset
 from loaders.schema import KEY, safe_key
 from loaders.xray.common import XRayDataset
@@ -49,6 +48,7 @@ class NLMTBDataset(XRayDataset):
     """
 
     name = "nlm-tb"
+    splits = (None,)  # the release has no split
     classes = ("normal", "tuberculosis")
 
     def __init__(
@@ -66,9 +66,7 @@ class NLMTBDataset(XRayDataset):
         on_error: str = "raise",
         transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
-        super().__init__(root, views=views, unique_patients=unique_patients, image_format=image_format, dicom=dicom,
-                         strict=strict, decode=decode, on_error=on_error, transform=transform)
-        self.split = check_split(self.name, split, (None,))  # the release has no split
+        super().__init__(**self._base_arguments(locals()))
         if subset not in ("both", *_SETS):
             raise ValueError(f"subset must be one of {['both', *_SETS]}, got {subset!r}")
         self.subset = subset

@@ -32,7 +32,7 @@ import numpy as np
 
 from loaders.dicom import DicomOptions
 from loaders.fileio import open_regular_file, read_regular
-from loaders.layout import check_split, find_file, read_table
+from loaders.layout import find_file, read_table
 from loaders.registry import register_dataset
 from loaders.schema import KEY, safe_key
 from loaders.xray.common import XRayDataset
@@ -104,6 +104,7 @@ class OpenIDataset(XRayDataset):
     """
 
     name = "openi"
+    splits = (None,)  # the release has no split
 
     def __init__(
         self,
@@ -122,9 +123,7 @@ class OpenIDataset(XRayDataset):
         on_error: str = "raise",
         transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
-        super().__init__(root, views=views, unique_patients=unique_patients, image_format=image_format, dicom=dicom,
-                         strict=strict, decode=decode, on_error=on_error, transform=transform)
-        self.split = check_split(self.name, split, (None,))  # the release has no split
+        super().__init__(**self._base_arguments(locals()))
         if view_source not in _VIEW_SOURCES:
             raise ValueError(f"view_source must be one of {sorted(_VIEW_SOURCES)}, got {view_source!r}")
         self.images, self.view_source = images, view_source

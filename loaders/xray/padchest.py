@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from loaders.dicom import DicomOptions
-from loaders.layout import check_split, find_file, read_table
+from loaders.layout import find_file, read_table
 from loaders.registry import register_dataset
 from loaders.schema import KEY, safe_key
 from loaders.xray.common import XRayDataset
@@ -95,6 +95,7 @@ class PadChestDataset(XRayDataset):
     """
 
     name = "padchest"
+    splits = (None,)  # the release has no split
 
     def __init__(
         self,
@@ -113,9 +114,7 @@ class PadChestDataset(XRayDataset):
         on_error: str = "raise",
         transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
-        super().__init__(root, views=views, unique_patients=unique_patients, image_format=image_format, dicom=dicom,
-                         strict=strict, decode=decode, on_error=on_error, transform=transform)
-        self.split = check_split(self.name, split, (None,))  # the release has no split
+        super().__init__(**self._base_arguments(locals()))
         self.csv = Path(csv) if csv is not None else find_file(self.root, _CSV, what="PadChest CSV", option="csv")
         self.exclude_children, self.drop_known_broken = bool(exclude_children), bool(drop_known_broken)
         self.index

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from loaders.dicom import DicomOptions
-from loaders.layout import check_split, find_file, kind_of, read_table
+from loaders.layout import find_file, kind_of, read_table
 from loaders.registry import register_dataset
 from loaders.schema import KEY, safe_key
 from loaders.xray.common import XRayDataset, dicom_header_fields
@@ -52,6 +52,7 @@ class RSNAPneumoniaDataset(XRayDataset):
     """
 
     name = "rsna-pneumonia"
+    splits = ("train",)
 
     def __init__(
         self,
@@ -71,9 +72,7 @@ class RSNAPneumoniaDataset(XRayDataset):
         on_error: str = "raise",
         transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
-        super().__init__(root, views=views, unique_patients=unique_patients, image_format=image_format, dicom=dicom,
-                         strict=strict, decode=decode, on_error=on_error, transform=transform)
-        self.split = check_split(self.name, split, ("train",))
+        super().__init__(**self._base_arguments(locals()))
         self.kind = kind_of("x" + extension)
         self.extension, self.images = extension, images
         self.csv = Path(csv) if csv is not None else find_file(

@@ -29,7 +29,7 @@ import torch
 from loaders.base import SampleError
 from loaders.codecs import encode
 from loaders.dicom import DicomOptions
-from loaders.layout import check_split, find_file, read_table
+from loaders.layout import find_file, read_table
 from loaders.registry import register_dataset
 from loaders.schema import KEY, safe_key
 from loaders.xray.common import XRayDataset, dicom_header_fields
@@ -103,6 +103,7 @@ class SIIMPneumothoraxDataset(XRayDataset):
 
     name = "siim-pneumothorax"
     default_views = "*"
+    splits = ("train",)
 
     def __init__(
         self,
@@ -122,9 +123,7 @@ class SIIMPneumothoraxDataset(XRayDataset):
         on_error: str = "raise",
         transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
-        super().__init__(root, views=views, unique_patients=unique_patients, image_format=image_format, dicom=dicom,
-                         strict=strict, decode=decode, on_error=on_error, transform=transform)
-        self.split = check_split(self.name, split, ("train",))
+        super().__init__(**self._base_arguments(locals()))
         if rle not in _RLE_MODES:
             raise ValueError(f"rle must be one of {_RLE_MODES}, got {rle!r}")
         self.rle, self.masks, self.images = rle, bool(masks), images

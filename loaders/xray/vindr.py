@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from loaders.dicom import DicomOptions
-from loaders.layout import check_split, find_file, read_table
+from loaders.layout import find_file, read_table
 from loaders.registry import register_dataset
 from loaders.schema import KEY, safe_key
 from loaders.xray.common import XRayDataset, dicom_header_fields
@@ -69,6 +69,7 @@ class VinDrCXRDataset(XRayDataset):
 
     name = "vindr-cxr"
     default_views = "*"
+    splits = ("train", "test")
 
     def __init__(
         self,
@@ -86,9 +87,7 @@ class VinDrCXRDataset(XRayDataset):
         on_error: str = "raise",
         transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
-        super().__init__(root, views=views, unique_patients=unique_patients, image_format=image_format, dicom=dicom,
-                         strict=strict, decode=decode, on_error=on_error, transform=transform)
-        self.split = check_split(self.name, split, ("train", "test"))
+        super().__init__(**self._base_arguments(locals()))
         self.images = images or split
         self.csv = Path(csv) if csv is not None else find_file(
             self.root, (f"{split}.csv", f"annotations/annotations_{split}.csv"), what="VinDr annotation CSV", option="csv")

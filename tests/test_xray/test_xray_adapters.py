@@ -3,7 +3,9 @@ the error policy, option validation, ``merge``, the CLI summary and a real shard
 
 from __future__ import annotations
 
+import inspect
 import io
+import re
 import tarfile
 
 import numpy as np
@@ -11,9 +13,10 @@ import pytest
 import torch
 
 import loaders.xray  # noqa: F401
-from loaders import SampleError, open_dataset, validate_sample
+from loaders import SampleError, dataset_factory, open_dataset, validate_sample
 from loaders.codecs import decode_sample
-from loaders.xray import PATHOLOGIES, merge
+from loaders.dicom import DicomOptions
+from loaders.xray import PATHOLOGIES, XRayDataset, merge
 
 COLLECTIONS = {  # name -> (builder, sub-folder the adapter opens, options)
     "nih": ("nih", "", {}),
@@ -125,6 +128,38 @@ def test_missing_and_corrupt_files_follow_the_error_policy(xray, tmp_path):
     os.remove(nih.index[0]["path"])
     with pytest.raises(SampleError, match="00000001_000.png"):
         nih[0]
+
+
+def _transform(sample):
+    return sample
+
+
+@pytest.mark.parametrize("name", sorted(COLLECTIONS))
+def test_each_constructor_keeps_the_shared_options_explicit_and_passes_them_on(xray, tmp_path, name):
+    """Every collection passes the options it shares with XRayDataset on in one call; its own
+    signature (which the registry checks options against) still lists each one, same default."""
+    factory = dataset_factory(name)
+    shared = dict(inspect.signature(XRayDataset.__init__).parameters)
+    shared.pop("self")
+    own = inspect.signature(factory).parameters
+    for option, parameter in shared.items():
+        assert option in own, option
+        assert own[option].kind == parameter.kind, option
+        if option != "split":  # each collection has its own default split
+            assert (own[option].default, own[option].annotation) == (parameter.default, parameter.annotation), option
+    dicom = DicomOptions(voi_lut=False)
+    ds = build(xray, tmp_path, name, views="*", unique_patients=True, image_format="uint8", dicom=dicom, decode=False,
+               on_error="skip", transform=_transform)
+    assert (ds.views, ds.unique_patients, ds.image_format, ds.dicom, ds.decode, ds.on_error, ds.transform, ds.strict) == (
+        None, True, "uint8", dicom, False, "skip", _transform, False)
+    assert ds.root == tmp_path / COLLECTIONS[name][1] and ds.split == own["split"].default
+    assert ds.split in factory.splits
+    with pytest.raises(ValueError, match=rf"^{name}: split must be one of {re.escape(str(list(factory.splits)))}, got 'bogus'$"):
+        build(xray, tmp_path, name, split="bogus")
+    with pytest.raises(ValueError, match="image_format must be one of"):
+        build(xray, tmp_path, name, image_format="bogus")
+    with pytest.raises(TypeError, match="strict must be a bool"):
+        build(xray, tmp_path, name, strict="yes")
 
 
 def test_options_are_validated(xray, tmp_path):
