@@ -3,13 +3,14 @@
 It renders a split of the ``shapes`` dataset (see :mod:`loaders.shapes`), checks the colour
 oracle against the rendered part masks and writes a preview grid (image | parts overlaid, class
 name); then it builds WebDataset shards of the training split, verifies them and reads one epoch
-back through the streaming loader (:func:`pipelines.demo_roundtrip`). Later stages
-(augmentation, training, DatasetGAN) plug in as further steps.
+back through the streaming loader (:func:`demo_roundtrip`, also usable on its own in tutorials).
+Later stages (augmentation, training, DatasetGAN) plug in as further steps.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,9 @@ from typing import Any
 import torch
 
 import loaders
-import pipelines
+from pipelines import build_shards, make_loader, verify_shards
 
-__all__ = ["DemoConfig", "PART_COLOURS", "oracle_agreement", "preview_grid", "run_demo"]
+__all__ = ["DemoConfig", "PART_COLOURS", "demo_roundtrip", "oracle_agreement", "preview_grid", "run_demo"]
 
 #: overlay colours for the part classes (background is left transparent)
 PART_COLOURS = ("#000000", "#ff2d2d", "#2d6bff", "#ffe600")
@@ -87,6 +88,31 @@ def preview_grid(samples: list[dict[str, Any]], class_names: list[str] | tuple[s
     return grid
 
 
+def demo_roundtrip(out_dir: str | os.PathLike, *, size: int = 256, max_count: int = 64, workers: int = 1,
+                   batch_size: int = 32, seed: int = 0, progress: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """Build shards of ``shapes`` (split ``train``), verify them and read one epoch back.
+
+    ``overwrite=True`` replaces a shard set built earlier in ``out_dir`` with other settings.
+
+    Returns:
+        ``{"out_dir", "shards", "written", "skipped", "verified", "batches", "samples_read",
+        "image_batch_shape"}``. ``samples_read == written`` (one rank, no drop_last).
+    """
+    out = Path(out_dir)
+    report = build_shards("shapes", out, split="train", options={"size": size}, max_count=max_count,
+                          workers=workers, progress=progress, overwrite=overwrite)
+    verified = verify_shards(out, raise_on_error=True)
+    loader = make_loader(out, batch_size=batch_size, seed=seed, shuffle_buffer=max_count, decode="RGB")
+    batches, seen, shape = 0, 0, None
+    for batch in loader:
+        batches += 1
+        seen += len(batch["__key__"])
+        shape = shape or tuple(batch["image"].shape)  # the first (full) batch
+    return {"out_dir": str(out), "shards": len(report.index["shards"]), "written": report.written,
+            "skipped": report.skipped, "verified": verified.ok, "batches": batches, "samples_read": seen,
+            "image_batch_shape": shape}
+
+
 def run_demo(config: DemoConfig = DemoConfig(), *, progress: bool = True) -> dict[str, Any]:
     """Run the demo flow and return a summary (also written to ``<out>/demo_summary.json``)."""
     from tqdm.auto import tqdm
@@ -99,7 +125,7 @@ def run_demo(config: DemoConfig = DemoConfig(), *, progress: bool = True) -> dic
     agreement = oracle_agreement(samples)
     preview = out / "preview.png"
     preview_grid(samples, dataset.classes, columns=config.columns, scale=config.scale).save(preview)
-    shards = pipelines.demo_roundtrip(out / "shards", size=config.shard_samples, max_count=config.max_count,
+    shards = demo_roundtrip(out / "shards", size=config.shard_samples, max_count=config.max_count,
                                       batch_size=config.batch_size, seed=config.seed, progress=progress,
                                       overwrite=True)  # the demo owns its output folder
     summary = {

@@ -15,7 +15,6 @@ Build, check and read a shard set::
 """
 
 from pipelines.build import ENGINES, RAY_INSTALL_HINT, BuildReport, build_shards
-from pipelines.demo import demo_roundtrip
 from pipelines.hf import to_hf_dataset
 from pipelines.loader import FieldTransform, ShardLoader, ShardStream, collate_samples, make_loader, resolve_shards
 from pipelines.sources import CHECKS, Reencode, SourceSpec
@@ -40,7 +39,6 @@ __all__ = [
     "VerifyReport",
     "build_shards",
     "collate_samples",
-    "demo_roundtrip",
     "inspect",
     "inspect_shards",
     "make_loader",

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from datafactory.cli import main
+from datafactory.demo import demo_roundtrip
 from loaders import decode
-from pipelines.demo import demo_roundtrip
 
 
 def test_build_verify_inspect_preview(tmp_path, capsys, helpers):
