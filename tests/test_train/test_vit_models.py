@@ -40,12 +40,12 @@ def test_features_are_the_heads_input_and_logits_the_model_output(ddp):
     (logits.sum() + features.sum()).backward()
     assert model.conv_proj.weight.grad is not None
     assert features.shape == (3, 32)
-    torch.testing.assert_close(logits, model(x))
+    # the logits are torchvision's own forward of the same weights
+    torch.testing.assert_close(logits, tv_vit.VisionTransformer.forward(model, x))
     torch.testing.assert_close(model.heads(features), logits)
     # by hand: class token after the encoder (position embedding, blocks, final LayerNorm)
     tokens = torch.cat([model.class_token.expand(3, -1, -1), model._process_input(x)], dim=1)
     torch.testing.assert_close(features, model.encoder(tokens)[:, 0])
-    assert not model.heads._forward_pre_hooks  # the hook is removed
 
 
 def test_gradients_reach_the_encoder_through_the_features():
@@ -60,15 +60,21 @@ def test_patch_size_through_a_ddp_wrapper(ddp):
     assert vit_patch_size(ddp(model)) == 4
     with pytest.raises(TypeError, match="VisionTransformer"):
         vit_patch_size(nn.Linear(2, 2))
-    with pytest.raises(TypeError, match="heads"):
+    with pytest.raises(TypeError, match="FeatureViT"):
         forward_with_features(nn.Linear(2, 2), torch.zeros(1, 2))
 
 
-def test_named_torchvision_architecture_is_built_without_weights():
+def test_named_architecture_has_torchvisions_parameters_and_keys():
     model = build_vit("vit_b_32", image_size=32, num_classes=7)
     assert isinstance(model, tv_vit.VisionTransformer)
-    assert model.patch_size == 32 and model.hidden_dim == 768 and len(model.encoder.layers) == 12
-    assert model.heads.head.out_features == 7
+    reference = tv_vit.vit_b_32(weights=None, image_size=32, num_classes=7)
+    ours, theirs = model.state_dict(), reference.state_dict()
+    assert list(ours) == list(theirs)
+    assert all(ours[k].shape == theirs[k].shape for k in ours)
+    model.load_state_dict(theirs)  # torchvision's weights load as they are
+    model.eval(), reference.eval()
+    x = torch.randn(1, 3, 32, 32)
+    torch.testing.assert_close(model(x), reference(x))
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -2,11 +2,13 @@
 ``VisionTransformer`` (Dosovitskiy et al., "An Image is Worth 16x16 Words", ICLR 2021).
 
 * :func:`build_vit` makes either a small configurable ViT (``"tiny"``: trains on CPU at 32-64 px)
-  or one of torchvision's named architectures (``vit_b_16`` for real use), always with
-  ``weights=None``: nothing is downloaded.
-* :func:`forward_with_features` runs the model *through its own forward* (so DDP's gradient hooks
-  see the call) and also returns the penultimate features -- the class token after the final
-  LayerNorm, the input of ``heads`` -- that the supervised-contrastive negative loss needs.
+  or one of torchvision's named architectures (``vit_b_16`` for real use) with random weights:
+  nothing is downloaded.
+* :class:`FeatureViT` is torchvision's ``VisionTransformer`` -- the same parameters and
+  ``state_dict`` keys -- whose ``forward(x, return_features=True)`` also returns the penultimate
+  features (the class token after the final LayerNorm, the input of ``heads``) that the
+  supervised-contrastive negative loss needs, in the same call (so DDP synchronises the gradients
+  of both, and ``torch.compile`` sees one plain forward).
 * :func:`normalize_images` turns uint8 (or [0, 1] float) batches into the normalised float input.
 """
 
@@ -21,6 +23,8 @@ from torchvision.models import vision_transformer as tv_vit
 from pipelines.train.dist import unwrap
 
 __all__ = [
+    "ARCH_SIZES",
+    "FeatureViT",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "NAMED_ARCHS",
@@ -33,8 +37,24 @@ __all__ = [
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-#: torchvision builders usable as ``arch`` (patch size, for checks before building).
+#: torchvision's named ViTs usable as ``arch`` -> their patch size.
 NAMED_ARCHS = {"vit_b_16": 16, "vit_b_32": 32, "vit_l_16": 16, "vit_l_32": 32, "vit_h_14": 14}
+#: ``(num_layers, num_heads, hidden_dim, mlp_dim)`` of each, as torchvision's builders set them
+#: (ViT-Base/Large/Huge of Dosovitskiy et al., Table 1).
+ARCH_SIZES = {"vit_b_16": (12, 12, 768, 3072), "vit_b_32": (12, 12, 768, 3072), "vit_l_16": (24, 16, 1024, 4096),
+              "vit_l_32": (24, 16, 1024, 4096), "vit_h_14": (32, 16, 1280, 5120)}
+
+
+class FeatureViT(tv_vit.VisionTransformer):
+    """torchvision's ``VisionTransformer`` (same parameters, same ``state_dict``) whose forward can
+    also return the features the classifier ``heads`` receive."""
+
+    def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        tokens = self._process_input(x)
+        tokens = torch.cat([self.class_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
+        features = self.encoder(tokens)[:, 0]
+        logits = self.heads(features)
+        return (logits, features) if return_features else logits
 
 
 def _positive(name: str, value: object) -> int:
@@ -45,8 +65,8 @@ def _positive(name: str, value: object) -> int:
 
 def build_vit(arch: str = "tiny", *, image_size: int = 32, num_classes: int = 1000, patch_size: int = 4,
               depth: int = 6, hidden_dim: int = 192, num_heads: int = 3, mlp_dim: int = 768,
-              dropout: float = 0.0) -> tv_vit.VisionTransformer:
-    """A torchvision ``VisionTransformer`` with random weights.
+              dropout: float = 0.0) -> FeatureViT:
+    """A :class:`FeatureViT` (a torchvision ``VisionTransformer``) with random weights.
 
     Args:
         arch: ``"tiny"`` (uses ``patch_size``, ``depth``, ``hidden_dim``, ``num_heads``,
@@ -59,11 +79,11 @@ def build_vit(arch: str = "tiny", *, image_size: int = 32, num_classes: int = 10
     _positive("image_size", image_size)
     _positive("num_classes", num_classes)
     if arch in NAMED_ARCHS:
-        patch = NAMED_ARCHS[arch]
-        if image_size % patch:
-            raise ValueError(f"image_size {image_size} is not a multiple of {arch}'s patch size {patch}")
-        return getattr(tv_vit, arch)(weights=None, image_size=image_size, num_classes=num_classes, dropout=dropout)
-    if arch != "tiny":
+        patch_size = NAMED_ARCHS[arch]
+        if image_size % patch_size:
+            raise ValueError(f"image_size {image_size} is not a multiple of {arch}'s patch size {patch_size}")
+        depth, num_heads, hidden_dim, mlp_dim = ARCH_SIZES[arch]
+    elif arch != "tiny":
         raise ValueError(f"arch must be 'tiny' or one of {sorted(NAMED_ARCHS)}, got {arch!r}")
     for name, value in (("patch_size", patch_size), ("depth", depth), ("hidden_dim", hidden_dim),
                         ("num_heads", num_heads), ("mlp_dim", mlp_dim)):
@@ -74,9 +94,8 @@ def build_vit(arch: str = "tiny", *, image_size: int = 32, num_classes: int = 10
         raise ValueError(f"hidden_dim {hidden_dim} is not divisible by num_heads {num_heads}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-    return tv_vit.VisionTransformer(image_size=image_size, patch_size=patch_size, num_layers=depth,
-                                    num_heads=num_heads, hidden_dim=hidden_dim, mlp_dim=mlp_dim,
-                                    dropout=dropout, num_classes=num_classes)
+    return FeatureViT(image_size=image_size, patch_size=patch_size, num_layers=depth, num_heads=num_heads,
+                      hidden_dim=hidden_dim, mlp_dim=mlp_dim, dropout=dropout, num_classes=num_classes)
 
 
 def vit_patch_size(model: nn.Module) -> int:
@@ -88,29 +107,12 @@ def vit_patch_size(model: nn.Module) -> int:
 
 
 def forward_with_features(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(logits, features)`` from one call of ``model(x)``; ``features`` is the input of the
-    classifier ``heads`` (the class token after the encoder's final LayerNorm).
-
-    A forward pre-hook on ``heads`` catches the features, so the call goes through the wrapper's
-    own ``forward`` (DDP all-reduces the gradients of both outputs).
-    """
-    inner = unwrap(model)
-    heads = getattr(inner, "heads", None)
-    if not isinstance(heads, nn.Module):
-        raise TypeError(f"expected a torchvision VisionTransformer (with .heads), got {type(inner).__name__}")
-    caught: list[torch.Tensor] = []
-
-    def hook(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-        caught.append(args[0])
-
-    handle = heads.register_forward_pre_hook(hook)
-    try:
-        logits = model(x)
-    finally:
-        handle.remove()
-    if len(caught) != 1:
-        raise RuntimeError(f"expected one call of heads in the forward, saw {len(caught)}")
-    return logits, caught[0]
+    """``(logits, features)`` from one call of ``model(x, return_features=True)`` (``model``: a
+    :class:`FeatureViT`, possibly inside DDP or ``torch.compile``)."""
+    if not isinstance(unwrap(model), FeatureViT):
+        raise TypeError(f"expected a FeatureViT (build_vit), got {type(unwrap(model)).__name__}")
+    logits, features = model(x, return_features=True)
+    return logits, features
 
 
 def normalize_images(images: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,
