@@ -72,8 +72,9 @@ _SKIP = {"kind", "epoch", "step", "time"}
 
 
 def plot_metrics(rows: Iterable[Mapping[str, Any]], path: str | os.PathLike) -> Path | None:
-    """Draw every numeric metric over steps into a PNG (train lines and eval points); ``None``
-    when there is nothing to draw."""
+    """Draw every numeric metric over steps into a PNG, one panel per metric: training lines,
+    evaluation points, and an ``ema_`` metric on its raw counterpart's panel. ``None`` when
+    there is nothing to draw."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -83,26 +84,27 @@ def plot_metrics(rows: Iterable[Mapping[str, Any]], path: str | os.PathLike) -> 
         for key, value in row.items():
             if key in _SKIP or isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 continue
-            xs, ys = series.setdefault(key, {}).setdefault(kind, ([], []))
+            panel, label = (key[4:], f"{kind} ema") if key.startswith("ema_") else (key, kind)
+            xs, ys = series.setdefault(panel, {}).setdefault(label, ([], []))
             xs.append(float(row.get("step", 0)))
             ys.append(float(value))
     if not series:
         return None
     names = sorted(series)
-    columns = min(3, len(names))
+    columns = min(4, len(names))
     rows_n = -(-len(names) // columns)
-    figure = Figure(figsize=(4.2 * columns, 3.0 * rows_n), dpi=80)
+    figure = Figure(figsize=(3.2 * columns, 2.4 * rows_n), dpi=72)
     FigureCanvasAgg(figure)
+    # fixed margins: matplotlib's tight_layout measures every tick label and costs seconds
+    figure.subplots_adjust(left=0.07, right=0.98, bottom=0.08, top=0.94, wspace=0.3, hspace=0.55)
     for i, name in enumerate(names):
         axes = figure.add_subplot(rows_n, columns, i + 1)
-        for kind, (xs, ys) in sorted(series[name].items()):
-            axes.plot(xs, ys, marker="o" if kind == "eval" else None, markersize=3, label=kind)
+        for label, (xs, ys) in sorted(series[name].items()):
+            axes.plot(xs, ys, marker="o" if label.startswith("eval") else None, markersize=3, label=label)
         axes.set_title(name, fontsize=9)
-        axes.set_xlabel("step", fontsize=8)
         axes.tick_params(labelsize=7)
         if len(series[name]) > 1:
-            axes.legend(fontsize=7)
-    figure.tight_layout()
+            axes.legend(fontsize=6)
     import io
 
     from pipelines.train.files import write_bytes_atomic

@@ -179,6 +179,7 @@ class _Run:
         self.scaler = grad_scaler(cfg, self.device)
         self.epoch, self.step, self.loader_state = 0, 0, None
         self.window = _Window()
+        self.lr = cfg.lr
         self.final: dict[str, float] = {}
         self._resume_or_start()
 
@@ -268,7 +269,7 @@ class _Run:
             raise FloatingPointError(f"non-finite training metrics at step {self.step}: {means}")
         if self.main:
             self.log.append({"kind": "train", "epoch": self.epoch, "step": self.step,
-                             "lr": self.scheduler.get_last_lr()[0], **means})
+                             "lr": self.lr, **means})
         self.window = _Window()
 
     def _evaluate(self, epoch: int) -> None:
@@ -290,6 +291,7 @@ class _Run:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        self.lr = self.optimizer.param_groups[0]["lr"]  # the rate this step used
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update(self.model)
@@ -329,16 +331,18 @@ class _Run:
                 bar.close()
             epoch_done = loader.state_dict()["batches"] >= len(loader) if hasattr(loader, "state_dict") else True
             last = self.step >= self.total_steps
+            if not (epoch_done or last):
+                continue
+            if last and self.window.count:
+                self._log_train()
+            finished = self.epoch
             if epoch_done:
                 self.epoch += 1
-            if last or epoch_done:
-                if self.window.count and last:
-                    self._log_train()
-                if last or self.epoch % cfg.eval_every == 0:
-                    self._evaluate(self.epoch - 1 if epoch_done else self.epoch)
-                self._save(None if epoch_done else loader)
-                if self.main:
-                    plot_metrics(self.log.rows(), self.out / "metrics.png")
+            if last or (epoch_done and self.epoch % cfg.eval_every == 0):
+                self._evaluate(finished)
+            self._save(None if epoch_done else loader)
+            if self.main:
+                plot_metrics(self.log.rows(), self.out / "metrics.png")
         return self._result()
 
     def _result(self, interrupted: bool = False) -> RunResult:
