@@ -31,11 +31,11 @@ _MAX_POINTS = 20_000  # scatter points per split
 _COLOURS = ("#3465a4", "#cc0000", "#4e9a06", "#f57900", "#75507b")
 
 
-def _figure(width: float, height: float) -> Any:
+def _figure(width: float, height: float, constrained: bool = False) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(width, height), layout="constrained")
+    figure = Figure(figsize=(width, height), layout="constrained" if constrained else None)
     FigureCanvasAgg(figure)
     return figure
 
@@ -72,7 +72,7 @@ def class_histogram_figure(labels: Mapping[str, Mapping[str, Any]]) -> Any:
     """
     with _context():
         multilabel = any("columns" in stats for stats in labels.values())
-        figure = _figure(10, 6.5 if multilabel else 4.5)
+        figure = _figure(10, 6.5 if multilabel else 4.5, constrained=True)
         if multilabel:
             top, bottom = figure.subplots(2, 1, sharex=True)
         else:
@@ -110,7 +110,7 @@ def class_histogram_figure(labels: Mapping[str, Mapping[str, Any]]) -> Any:
 def size_figure(sizes: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> Any:
     """Width vs height scatter and aspect-ratio histogram of each split's images."""
     with _context():
-        figure = _figure(10, 4.2)
+        figure = _figure(10, 4.2, constrained=True)
         scatter, histogram = figure.subplots(1, 2)
         rng = np.random.default_rng(0)
         for number, (split, (width, height)) in enumerate(sizes.items()):
@@ -133,57 +133,57 @@ def size_figure(sizes: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> Any:
         return figure
 
 
-def _show(axis: Any, image: np.ndarray | None) -> None:
-    axis.set_xticks([])
-    axis.set_yticks([])
-    for spine in axis.spines.values():
-        spine.set_visible(False)
-    if image is not None:
-        axis.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
+def _mosaic(rows: Sequence[Sequence[np.ndarray | None]], cell: int, gap: int = 4) -> np.ndarray:
+    """Pictures (uint8 ``[h, w]`` grey or ``[h, w, 3]``) centred in ``cell`` x ``cell`` cells of a white RGB canvas."""
+    columns = max([len(row) for row in rows] + [1])
+    canvas = np.full((len(rows) * (cell + gap) + gap, columns * (cell + gap) + gap, 3), 255, dtype=np.uint8)
+    for r, row in enumerate(rows):
+        for c, picture in enumerate(row):
+            if picture is None:
+                continue
+            rgb = np.repeat(picture[..., None], 3, axis=2) if picture.ndim == 2 else picture
+            h, w = min(rgb.shape[0], cell), min(rgb.shape[1], cell)
+            top = gap + r * (cell + gap) + (cell - h) // 2
+            left = gap + c * (cell + gap) + (cell - w) // 2
+            canvas[top : top + h, left : left + w] = rgb[:h, :w]
+    return canvas
 
 
-def thumbnails_figure(thumbnails: Mapping[str, Sequence[np.ndarray]], title: str) -> Any:
+def _mosaic_figure(canvas: np.ndarray, labels: Sequence[str], cell: int, gap: int, title: str, label_width: float) -> Any:
+    """One axes showing ``canvas``, a label left of each row (plain text, math parsing off)."""
+    dpi = 100
+    height, width = canvas.shape[:2]
+    figure = _figure(width / dpi + label_width, height / dpi + 0.5)
+    axis = figure.add_axes((label_width / (width / dpi + label_width), 0, 1 - label_width / (width / dpi + label_width),
+                            height / dpi / (height / dpi + 0.5)))
+    axis.imshow(canvas, interpolation="nearest")
+    axis.set_axis_off()
+    for row, label in enumerate(labels):
+        axis.text(-gap, gap + row * (cell + gap) + cell / 2, label, ha="right", va="center", fontsize=8)
+    figure.suptitle(title, y=1 - 0.15 / (height / dpi + 0.5))
+    return figure
+
+
+def thumbnails_figure(thumbnails: Mapping[str, Sequence[np.ndarray]], title: str, cell: int = 64) -> Any:
     """A grid: one row per class (its name on the left), its first images (uint8 ``[H,W(,3)]``)."""
     with _context():
-        rows = max(1, len(thumbnails))
-        columns = max([len(images) for images in thumbnails.values()] + [1])
-        figure = _figure(1.1 * columns + 1.6, 1.1 * rows + 0.5)
-        axes = np.asarray(figure.subplots(rows, columns, squeeze=False))
-        for row, (name, images) in enumerate(thumbnails.items()):
-            for column in range(columns):
-                _show(axes[row, column], images[column] if column < len(images) else None)
-            axes[row, 0].set_ylabel(_short(name, 20), rotation=0, ha="right", va="center")
-        figure.suptitle(title)
-        return figure
+        names = list(thumbnails) or [""]
+        canvas = _mosaic([list(thumbnails.get(name, ())) for name in names], cell)
+        return _mosaic_figure(canvas, [_short(name, 24) for name in names], cell, 4, title, 1.8)
 
 
-def pairs_figure(pairs: Sequence[tuple[np.ndarray, np.ndarray, str, str]], title: str) -> Any:
-    """Duplicate pairs side by side: ``(left image, right image, left caption, right caption)``."""
+def pairs_figure(pairs: Sequence[tuple[np.ndarray | None, np.ndarray | None, str, str]], title: str, cell: int = 96) -> Any:
+    """Duplicate pairs side by side: ``(left image, right image, left caption, right caption)``, one pair per row."""
     with _context():
-        columns = 2 if len(pairs) > 8 else 1
-        rows = max(1, -(-len(pairs) // columns))
-        figure = _figure(5.2 * columns, 2.4 * rows + 0.4)
-        axes = np.asarray(figure.subplots(rows, 2 * columns, squeeze=False))
-        for number in range(rows * columns):
-            row, column = divmod(number, columns)
-            left, right = axes[row, 2 * column], axes[row, 2 * column + 1]
-            if number < len(pairs):
-                a, b, caption_a, caption_b = pairs[number]
-                _show(left, a)
-                _show(right, b)
-                left.set_title(_short(caption_a, 40), fontsize=7)
-                right.set_title(_short(caption_b, 40), fontsize=7)
-            else:
-                _show(left, None)
-                _show(right, None)
-        figure.suptitle(title)
-        return figure
+        canvas = _mosaic([[a, b] for a, b, _, _ in pairs] or [[]], cell)
+        labels = [f"{_short(left, 40)}\n{_short(right, 40)}" for _, _, left, right in pairs]
+        return _mosaic_figure(canvas, labels, cell, 4, title, 3.6)
 
 
-def interpolation_figure(results: Sequence[Mapping[str, Any]], theory: Mapping[str, Any] | None = None) -> Any:
+def interpolation_figure(results: Sequence[Mapping[str, Any]]) -> Any:
     """Proportion of test samples in interpolation vs number of dimensions, one curve per result."""
     with _context():
-        figure = _figure(6, 4)
+        figure = _figure(6, 4, constrained=True)
         axis = figure.subplots(1, 1)
         for number, result in enumerate(results):
             label = result.get("label") or result.get("reduce", "")
@@ -203,7 +203,7 @@ def cooccurrence_figure(matrix: Sequence[Sequence[int]], names: Sequence[str], t
     with _context():
         data = np.asarray(matrix, dtype=float)
         size = max(4.0, 0.35 * len(names) + 2)
-        figure = _figure(size + 1, size)
+        figure = _figure(size + 1, size, constrained=True)
         axis = figure.subplots(1, 1)
         shown = axis.imshow(np.log1p(data), cmap="viridis")
         axis.set_xticks(range(len(names)), [_short(n, 20) for n in names], rotation=70, ha="right")

@@ -33,7 +33,8 @@ _SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # split names become figure fi
 @dataclass
 class AuditReport:
     """What :func:`audit` found: ``data`` is the content of ``report.json``; ``figures`` maps a
-    figure name to its PNG bytes; ``out`` is the folder written (``None`` when not asked)."""
+    figure name to its PNG bytes (drawn only when a report folder is written); ``out`` is the
+    folder written (``None`` when not asked)."""
 
     data: dict[str, Any]
     figures: dict[str, bytes]
@@ -109,7 +110,8 @@ def _shown_pairs(scans: list[SplitScan], exact_groups: list[list[tuple[int, int]
             if len(chosen) >= limit:
                 return chosen
             pair = (split_q, int(rows_q[position]), split_i, int(rows_i[position]))
-            if pair not in seen and distance[position] > 0:
+            exact = scans[split_q].pixel_digests[pair[1]] == scans[split_i].pixel_digests[pair[3]]
+            if pair not in seen and not exact:  # exact copies are drawn above
                 seen.add(pair)
                 chosen.append((*pair, f"pHash distance {int(distance[position])}"))
     return chosen
@@ -135,8 +137,10 @@ def _figures(scans: list[SplitScan], data: dict[str, Any], shown: list[tuple[int
         figures["image_sizes"] = plots.figure_png(plots.size_figure(sizes))
     for scan in scans:
         if scan.thumbnails and config.thumbnails_per_class:
+            order = {name: i for i, name in enumerate(scan.source.class_names or ())}
+            ordered = dict(sorted(scan.thumbnails.items(), key=lambda item: (order.get(item[0], len(order)), item[0])))
             figures[f"thumbnails_{scan.name}"] = plots.figure_png(
-                plots.thumbnails_figure(scan.thumbnails, f"{scan.name}: first images of each class"))
+                plots.thumbnails_figure(ordered, f"{scan.name}: first images of each class"))
     if shown:
         side = 96
         pictures = []
@@ -247,7 +251,7 @@ def audit(
     data["interpolation"] = interpolation
     # exact groups spanning the splits are drawn first, then within-split ones
     shown = _shown_pairs(scans, pixel_groups, near_drawn, config.pairs_shown)
-    figures = _figures(scans, data, shown, interpolation, config)
+    figures = _figures(scans, data, shown, interpolation, config) if out is not None else {}
     data["figures"] = {name: f"{name}.png" for name in figures}
     report = AuditReport(data, figures)
     if out is not None:

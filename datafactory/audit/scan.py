@@ -107,7 +107,7 @@ def thumbnail(image: torch.Tensor, side: int) -> np.ndarray:
     size = (max(1, round(height * factor)), max(1, round(width * factor)))
     if size != (height, width):
         x = torch.nn.functional.interpolate(x[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
-    array = x.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    array = np.clip(np.rint(x.permute(1, 2, 0).numpy()), 0, 255).astype(np.uint8)
     return array[..., 0] if array.shape[2] == 1 else array
 
 
@@ -157,9 +157,10 @@ class _Scanner:
         try:
             decoded = decode_sample(encoded)
         except CodecError as error:
+            named = self.source.decode_error(item, error)  # names the file or the shard
             if self.source.on_error == "raise":
-                raise
-            self.corrupt(item, str(error))
+                raise named from error
+            self.corrupt(item, str(named))
             return
         image = decoded.get("image")
         labels = decoded.get("labels")

@@ -202,6 +202,18 @@ class AuditSource:
                 tally.error = str(error)
                 tally.unreadable = max(0, listed.count - offset)
 
+    def decode_error(self, item: Item, error: Exception) -> Exception:
+        """The error to report when ``item`` does not decode, naming where it came from: the
+        adapter's own :class:`loaders.SampleError` (which names the file; the sample is loaded
+        once more through the adapter to get it), or the shard and member for a shard set."""
+        if self._adapter is not None:
+            try:
+                self._adapter.load(item.locator[1], decode=True)
+            except SampleError as named:
+                return named
+            return SampleError(str(error), key=item.key)
+        return ShardError(f"shard {str(self._shards.shards[item.locator[0]].path)!r}: {error}")
+
     def fetch(self, locator: Sequence[int]) -> dict[str, Any]:
         """The encoded sample at ``locator`` (from :meth:`items`), read again."""
         shard, offset = int(locator[0]), int(locator[1])
