@@ -184,7 +184,7 @@ def corruption_errors(errors: Mapping[str, Mapping[int, float]]) -> dict[str, fl
 @dataclass(frozen=True)
 class EvalImageTransform:
     """Per-sample eval preprocessing: shorter side -> ``round(image_size / crop_pct)``, centre crop
-    ``image_size``; keeps ``image`` (uint8), ``label`` and the fields of ``keep``.
+    ``image_size``; keeps ``image`` (uint8), ``label`` (when present) and the fields of ``keep``.
 
     ``meta`` fields named in ``meta_fields`` (e.g. ImageNet-C's ``corruption``, ``severity``)
     are lifted to the top level so batches carry them.
@@ -208,7 +208,9 @@ class EvalImageTransform:
         resize = int(round(self.image_size / self.crop_pct))
         image = TF.resize(image, [resize], antialias=True)
         image = TF.center_crop(image, [self.image_size, self.image_size])
-        out = {"image": image.contiguous(), "label": int(sample["label"])}
+        out: dict[str, Any] = {"image": image.contiguous()}
+        if "label" in sample:
+            out["label"] = int(sample["label"])
         for field in self.keep:
             out[field] = sample[field]
         meta = sample.get("meta") or {}
