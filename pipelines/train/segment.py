@@ -197,8 +197,9 @@ class SegmentTask:
         if cfg.dice_weight <= 0:
             return ce, {}
         dice = dice_loss(logits, batch["mask"], cfg.ignore_index)
-        return ce + cfg.dice_weight * dice, {"ce": float(ce), "dice_loss": float(dice)}
+        return ce + cfg.dice_weight * dice, {"ce": float(ce.detach()), "dice_loss": float(dice.detach())}
 
+    @torch.no_grad()
     def evaluate(self, model: torch.nn.Module, loader: Iterable[Batch], cfg: SegmentConfig,
                  out_dir: pathlib.Path) -> dict[str, float]:
         device = next(model.parameters()).device
