@@ -496,7 +496,8 @@ def iter_shard_samples(
                         if stop is not None and index >= stop:
                             return
                     if key in seen:
-                        raise ShardError(f"shard {shard!r}: members of sample {key!r} are not contiguous")
+                        raise ShardError(f"shard {shard!r}: members of sample {key!r} are not contiguous (webdataset "
+                                         "would read them as two samples; `tar --sort=name` keeps a sample's files together)")
                     seen.add(key)
                     current, problem = {KEY: key}, None
                 if trouble is None and suffix in current:

@@ -50,9 +50,12 @@ def _verify(args: argparse.Namespace) -> int:
     from pipelines.verify import verify_shards
 
     report = verify_shards(args.path, decode=not args.no_decode)
+    for note in report.notes:
+        print(f"NOTE {note}")
     for problem in report.problems:
         print(f"FAIL {problem}")
-    print(f"{'OK' if report.ok else 'FAILED'}: {report.shards} shards, {report.samples} samples")
+    checked = "" if report.manifest else " (no manifest: structural check only)"
+    print(f"{'OK' if report.ok else 'FAILED'}: {report.shards} shards, {report.samples} samples{checked}")
     return 0 if report.ok else 1
 
 
@@ -98,17 +101,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.set_defaults(func=_build)
 
     verify = commands.add_parser("verify", help="check checksums, counts, member names and decoding")
-    verify.add_argument("path", help="shard folder")
+    verify.add_argument("path", help="shard folder; a folder of tars without index.json, or one tar, gets a "
+                                     "structural check")
     verify.add_argument("--no-decode", action="store_true", help="skip decoding members")
     verify.set_defaults(func=_verify)
 
     inspect = commands.add_parser("inspect", help="print a summary of a shard set as JSON")
-    inspect.add_argument("path", help="shard folder")
+    inspect.add_argument("path", help="shard folder, a folder of tars without index.json, or one tar")
     inspect.add_argument("--samples", type=int, default=1, help="summarise this many first samples")
     inspect.set_defaults(func=_inspect)
 
     preview = commands.add_parser("preview", help="write a PNG grid of the first images")
-    preview.add_argument("path", help="shard folder")
+    preview.add_argument("path", help="shard folder, a folder of tars without index.json, or one tar")
     preview.add_argument("--out", required=True, help="output PNG")
     preview.add_argument("--count", type=int, default=16)
     preview.add_argument("--size", type=int, default=128, help="tile size in pixels")
