@@ -145,3 +145,22 @@ def test_deeplabv3_option_builds_without_downloads_and_predicts_every_pixel():
         logits = model(torch.randn(1, 3, 32, 32))
     assert logits.shape == (1, 3, 32, 32)
     assert json.dumps(cfg.model) == '"deeplabv3"'
+
+
+def test_eval_over_a_registered_adapter_matches_eval_over_its_shards(seg_shards, tmp_path):
+    """``eval_dataset`` reads a registered adapter directly: the same samples as its shards."""
+    common = ["num_predictions=0", "batch_size=4", *TINY]
+    from_shards = load_config(SegmentConfig, overrides=[f"eval_shards={seg_shards['val']}", *common])
+    from_adapter = load_config(SegmentConfig, overrides=[
+        "eval_dataset=shapes", "eval_split=val", 'eval_options={"size": 4, "resolution": 32, "seed": 0}', *common])
+    a = next(iter(TASK.eval_loader(from_shards)))
+    b = next(iter(TASK.eval_loader(from_adapter)))
+    assert a["__key__"] == b["__key__"]
+    assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
+    model = TASK.build_model(from_shards).eval()
+    assert TASK.evaluate(model, TASK.eval_loader(from_adapter), from_adapter, tmp_path) == \
+        TASK.evaluate(model, TASK.eval_loader(from_shards), from_shards, tmp_path)
+    bare = load_config(SegmentConfig, overrides=["eval_dataset=shapes", 'eval_options={"size": 2, "resolution": 16}'])
+    assert TASK.eval_loader(bare) is not None
+    with pytest.raises(KeyError, match="unknown dataset 'nope'"):
+        TASK.eval_loader(load_config(SegmentConfig, overrides=["eval_dataset=nope"]))
