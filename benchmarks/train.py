@@ -1,0 +1,214 @@
+"""Training-core throughput: does the loader starve training, and what do 2 DDP processes give?
+
+1. **Loader starvation** (target: >= 0.9). Training steps of the ``vit`` trainer (a small
+   torchvision ViT; the ``segment`` U-Net when the ``vit`` module is unavailable) fed by the
+   trainer's own shard loader (decode, random crop and flip in ``--workers`` worker processes),
+   versus the same steps fed from batches already in memory (decoded and transformed once,
+   then cycled). Same model, batch, optimizer and CPU budget: the process tree is pinned to the
+   same cores in both runs. Ratio = images/s from shards / images/s from memory.
+2. **DDP**. 2 processes on 2 CPU cores (``torchrun``, gloo, one intra-op thread each, each rank
+   ``batch // 2`` samples) versus 1 process with 2 threads on the same global batch: optimizer
+   steps per second of each, and the ratio (a report: no target).
+
+Shards are rendered from the embedded ``shapes`` dataset (no downloads) into a temporary folder.
+
+    python benchmarks/train.py                    # both parts, about 2-3 minutes on 2 cores
+    python benchmarks/train.py --part loader --workers 1 --steps 30 --image-size 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipelines import build_shards  # noqa: E402
+from pipelines.train import get_task, load_config, move_to  # noqa: E402
+from pipelines.train.optim import build_optimizer  # noqa: E402
+
+
+def pick_task(name: str) -> Any:
+    """The named trainer; ``vit`` falls back to ``segment`` when its module cannot be imported."""
+    try:
+        return get_task(name)
+    except ImportError as error:
+        if name != "vit":
+            raise
+        print(f"vit trainer unavailable ({error}); measuring the segment trainer instead")
+        return get_task("segment")
+
+
+def task_overrides(task: Any, shards: Path, batch: int, image_size: int, workers: int) -> list[str]:
+    common = [f"shards={shards}", f"batch_size={batch}", f"num_workers={workers}", "progress=false", "device=cpu"]
+    if task.name == "vit":
+        return common + [f"image_size={image_size}", "num_classes=6", "patch_size=8", "depth=4", "hidden_dim=128",
+                         "num_heads=4", "mlp_dim=256"]
+    return common + [f"image_size={image_size}", "base_channels=16", "depth=3"]
+
+
+def make_shards(folder: Path, count: int, image_size: int) -> Path:
+    out = folder / f"shapes-{count}-{image_size}"
+    if not (out / "index.json").exists():
+        build_shards("shapes", out, split="train", options={"size": count, "resolution": image_size}, max_count=256,
+                     workers=2)
+    return out
+
+
+def timed_steps(task: Any, cfg: Any, batches: Any, steps: int, warmup: int = 3) -> float:
+    """Seconds for ``steps`` optimizer steps over ``batches`` after ``warmup`` untimed ones."""
+    torch.manual_seed(0)
+    model = task.build_model(cfg)
+    model.train()
+    optimizer = build_optimizer(model, cfg)
+    iterator = iter(batches)
+    start = None
+    for step in range(warmup + steps):
+        if step == warmup:
+            start = time.perf_counter()
+        batch = move_to(next(iterator), "cpu")
+        loss, _ = task.training_step(model, batch, cfg)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - start
+
+
+class Epochs:
+    """Batches of the trainer's loader over as many epochs as needed."""
+
+    def __init__(self, task: Any, cfg: Any) -> None:
+        self.task, self.cfg = task, cfg
+
+    def __iter__(self):
+        for epoch in itertools.count():
+            yield from self.task.train_loader(self.cfg, rank=0, world_size=1, epoch=epoch)
+
+
+def loader_part(args: argparse.Namespace, data: Path) -> None:
+    task = pick_task(args.task)
+    shards = make_shards(data, args.count, args.image_size)
+    cfg = load_config(task.config_class, overrides=task_overrides(task, shards, args.batch, args.image_size, args.workers))
+    in_memory = list(itertools.islice(Epochs(task, load_config(task.config_class, overrides=task_overrides(
+        task, shards, args.batch, args.image_size, 0))), 8))
+    print(f"\n== loader starvation: {task.name}, batch {args.batch}, {args.image_size} px, {args.workers} loader "
+          f"workers, {torch.get_num_threads()} intra-op threads, cores {sorted(os.sched_getaffinity(0))}")
+    rows = []
+    for repeat in range(args.repeats):  # alternate, best of each
+        memory = timed_steps(task, cfg, itertools.cycle(in_memory), args.steps)
+        shards_s = timed_steps(task, cfg, Epochs(task, cfg), args.steps)
+        rows.append((memory, shards_s))
+        print(f"  repeat {repeat}: memory {args.steps * args.batch / memory:8.1f} img/s   "
+              f"shards {args.steps * args.batch / shards_s:8.1f} img/s")
+    memory, shards_s = min(r[0] for r in rows), min(r[1] for r in rows)
+    print(f"  best: from memory {args.steps * args.batch / memory:.1f} img/s, from shards "
+          f"{args.steps * args.batch / shards_s:.1f} img/s, ratio {memory / shards_s:.3f} (target >= 0.9); "
+          f"load average now {os.getloadavg()[0]:.2f}")
+
+
+def ddp_worker(args: argparse.Namespace) -> None:
+    """One process of the DDP part (under torchrun) or the 1-process reference: prints JSON."""
+    from pipelines.train import dist
+
+    ctx = dist.setup("cpu")
+    try:
+        task = pick_task(args.task)
+        cfg = load_config(task.config_class, overrides=task_overrides(task, Path(args.shards), args.batch,
+                                                                      args.image_size, 0))
+        batches = list(itertools.islice(iter_rank(task, cfg, ctx), 4))
+        torch.manual_seed(0)
+        model = task.build_model(cfg)
+        optimizer = build_optimizer(model, cfg)
+        wrapped = model
+        if ctx.world_size > 1:
+            wrapped = torch.nn.parallel.DistributedDataParallel(model)
+        for step in range(args.steps + 3):
+            if step == 3:
+                dist.barrier()
+                start = time.perf_counter()
+            loss, _ = task.training_step(wrapped, batches[step % len(batches)], cfg)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        dist.barrier()
+        seconds = time.perf_counter() - start
+        if ctx.rank == 0:
+            print(json.dumps({"world": ctx.world_size, "threads": torch.get_num_threads(), "seconds": seconds,
+                              "steps": args.steps, "task": task.name}))
+    finally:
+        dist.teardown(ctx)
+
+
+def iter_rank(task: Any, cfg: Any, ctx: Any):
+    for epoch in itertools.count():
+        yield from task.train_loader(cfg, rank=ctx.rank, world_size=ctx.world_size, epoch=epoch)
+
+
+def ddp_part(args: argparse.Namespace, data: Path) -> None:
+    shards = make_shards(data, args.count, args.image_size)
+    script = [str(Path(__file__).resolve()), "--ddp-worker", "--shards", str(shards), "--task", args.task,
+              "--batch", str(args.batch), "--image-size", str(args.image_size), "--steps", str(args.steps)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    results = {}
+    for label, command, threads in (
+            ("1 process, 2 threads", [sys.executable, *script], "2"),
+            ("2 processes, 1 thread each", [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                            "--nproc_per_node", "2", *script], "1")):
+        done = subprocess.run(command, env={**env, "OMP_NUM_THREADS": threads}, capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"{label} failed:\n{done.stderr[-2000:]}")
+            return
+        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        results[label] = json.loads(lines[-1])
+    print(f"\n== DDP on the CPU: {results[label]['task']}, global batch {args.batch}, {args.steps} steps, gloo")
+    rates = {}
+    for label, row in results.items():
+        rates[label] = row["steps"] / row["seconds"]
+        print(f"  {label:28s} {rates[label]:7.2f} steps/s ({row['threads']} intra-op threads per process)")
+    one, two = rates.values()
+    print(f"  ratio 2 processes / 1 process: {two / one:.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=("all", "loader", "ddp"), default="all")
+    parser.add_argument("--task", default="vit", help="trainer to measure (vit falls back to segment)")
+    parser.add_argument("--count", type=int, default=512, help="shapes samples in the shards")
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=1, help="loader worker processes (starvation part)")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads of the training process (0 = torch's default)")
+    parser.add_argument("--data", help="folder for the shards (default: a temporary one)")
+    parser.add_argument("--ddp-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--shards", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.ddp_worker:
+        ddp_worker(args)
+        return
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (compare runs where it is low)")
+    with tempfile.TemporaryDirectory() as temporary:
+        data = Path(args.data or temporary)
+        data.mkdir(parents=True, exist_ok=True)
+        if args.part in ("all", "loader"):
+            loader_part(args, data)
+        if args.part in ("all", "ddp"):
+            ddp_part(args, data)
+
+
+if __name__ == "__main__":
+    main()
