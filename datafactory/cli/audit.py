@@ -22,8 +22,11 @@ def resolve_source(token: str, root: str | None, options: dict[str, Any]) -> Any
     from pipelines import SourceSpec
 
     path = Path(token)
-    if path.is_dir() or path.name == "index.json":
+    if path.name == "index.json" or (path / "index.json").exists():
         return token
+    if path.is_dir():
+        raise ValueError(f"{token!r} has no index.json, so it is not a shard set; for a folder of images use the "
+                         f"registered dataset: datafactory audit folder --root {token}")
     name, _, split = token.partition(":")
     if name in loaders.list_datasets():
         return SourceSpec(name, root, split or None, options)
