@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from typing import Any
 
 __all__ = ["register", "trainers_help"]
@@ -59,7 +60,11 @@ def _train(args: argparse.Namespace) -> int:
     task = get_task(args.trainer)
     overrides = _overrides(args, {"shards": args.shards, "eval_shards": args.eval_shards, "out": args.out})
     cfg = load_config(task.config_class, args.config, overrides)
-    result = fit(task, cfg)
+    try:
+        result = fit(task, cfg)
+    except FloatingPointError as error:  # the loss diverged: the run folder keeps the last checkpoint
+        print(f"datafactory: error: {error}", file=sys.stderr)
+        return 1
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 reports
         shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(result.final.items()))
         print(f"{task.name}: {result.steps} steps in {result.out}" + (f"; final {shown}" if shown else ""))

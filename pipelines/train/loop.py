@@ -321,9 +321,10 @@ class _Run:
                     if self.step % cfg.log_every == 0:
                         self._log_train()
                         bar.set_postfix(step=self.step, steps_per_s=f"{seen / (time.perf_counter() - started):.2f}")
-                    if (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) or self.step == interrupt_after:
+                    interrupt = self.step == interrupt_after and self.step < self.total_steps
+                    if (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0) or interrupt:
                         self._save(loader)
-                    if self.step == interrupt_after:
+                    if interrupt:
                         return self._result(interrupted=True)
                     if self.step >= self.total_steps:
                         break
