@@ -1,4 +1,5 @@
-"""Opening a shard file for reading: a plain tar, or a gzip-compressed one read as a bounded stream.
+"""Shard files: :class:`ShardError`, and opening a shard for reading -- a plain tar, or a
+gzip-compressed one read as a bounded stream.
 
 Compression is recognised by the file's first bytes (RFC 1952's ``1f 8b`` for gzip), never by
 its name, as ``tarfile`` and webdataset do: a ``.tgz`` holding a plain tar reads as one. A file
@@ -15,9 +16,9 @@ by its size on disk.
 
 Other compressions (bzip2, xz, zstd, lz4) are recognised and refused with that advice.
 
-Opening raises ``OSError`` (no such file, not a regular file); everything else that makes the
-file unreadable as a shard is a :class:`ShardFileError`, which :mod:`pipelines.tario` reports as
-a ``ShardError`` naming the shard.
+Everything that makes a file unreadable as a shard raises :class:`ShardError` naming it.
+:class:`ShardError` is defined here, the lowest module of the shard reader, and re-exported by
+:mod:`pipelines.tario` and :mod:`pipelines`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any, BinaryIO
 
 from loaders.fileio import open_regular
 
-__all__ = ["GZIP_MAGIC", "GZIP_MAX_RATIO", "GZIP_MIN_BUDGET", "GzipStream", "OpenShard", "ShardFileError", "open_shard"]
+__all__ = ["GZIP_MAGIC", "GZIP_MAX_RATIO", "GZIP_MIN_BUDGET", "GzipStream", "OpenShard", "ShardError", "open_shard"]
 
 #: The first two bytes of a gzip stream (RFC 1952).
 GZIP_MAGIC = b"\x1f\x8b"
@@ -46,9 +47,8 @@ _USTAR = slice(257, 262)
 _REFUSED = {b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd", b"\x04\x22\x4d\x18": "lz4"}
 
 
-class ShardFileError(ValueError):
-    """A shard file that cannot be read as one: a refused compression, a gzip stream cut short,
-    corrupt or failing its CRC, or decompressing past its bound."""
+class ShardError(ValueError):
+    """A shard is malformed or unsafe (bad member name, pickle payload, checksum mismatch...)."""
 
 
 class GzipStream:
@@ -57,18 +57,19 @@ class GzipStream:
     ``read(size)`` returns up to ``size`` bytes (fewer only at the end of the stream), assembled
     from chunks of at most 1 MiB; ``seek(offset, 1)`` skips forward by decompressing and fails
     when the stream ends first (a plain file's ``seek`` would not notice). Every failure is a
-    :class:`ShardFileError`.
+    :class:`ShardError` naming ``shard``.
     """
 
-    def __init__(self, raw: BinaryIO, budget: int) -> None:
+    def __init__(self, raw: BinaryIO, budget: int, shard: str) -> None:
         self._raw = raw
+        self.shard = shard
         self._gzip = gzip.GzipFile(fileobj=raw, mode="rb")
         self.budget = budget
         self.position = 0
 
     def read(self, size: int) -> bytes:
         if size > self.budget - self.position:
-            raise ShardFileError(self._past_bound())
+            raise self._error(self._past_bound())
         chunks = []
         while size > 0:
             chunk = self._chunk(min(size, _CHUNK))
@@ -84,9 +85,12 @@ class GzipStream:
         try:
             return self._gzip.read(size)
         except EOFError as error:
-            raise ShardFileError(f"truncated gzip stream: {error}") from None
+            raise self._error(f"truncated gzip stream: {error}") from None
         except (OSError, zlib.error) as error:  # BadGzipFile (CRC, length, header) is an OSError
-            raise ShardFileError(f"corrupt gzip stream: {error}") from None
+            raise self._error(f"corrupt gzip stream: {error}") from None
+
+    def _error(self, reason: str) -> ShardError:
+        return ShardError(f"shard {self.shard!r}: {reason}")
 
     def _past_bound(self) -> str:
         return (f"decompresses past its bound of {self.budget} bytes (GZIP_MAX_RATIO x its size, at least "
@@ -98,7 +102,7 @@ class GzipStream:
         while offset > 0:
             skipped = len(self.read(min(offset, _CHUNK)))
             if not skipped:
-                raise ShardFileError("truncated: the decompressed archive ends inside member data")
+                raise self._error("truncated: the decompressed archive ends inside member data")
             offset -= skipped
         return self.position
 
@@ -108,7 +112,7 @@ class GzipStream:
         while chunk := self._chunk(_CHUNK):
             self.position += len(chunk)
             if self.position > self.budget:
-                raise ShardFileError(self._past_bound())
+                raise self._error(self._past_bound())
 
     def close(self) -> None:
         try:
@@ -137,10 +141,13 @@ def open_shard(path: str) -> OpenShard:
     """Open a shard for reading; regular files only (a FIFO would block, a device never end).
 
     Raises:
-        OSError: the file cannot be opened (or is not a regular file).
-        ShardFileError: compressed with something other than gzip.
+        ShardError: the file cannot be opened (or is not a regular file), or is compressed with
+            something other than gzip.
     """
-    fd = open_regular(path)
+    try:
+        fd = open_regular(path)
+    except OSError as error:
+        raise ShardError(f"shard {path!r}: cannot open: {error}") from None
     try:
         size = os.fstat(fd).st_size
         head = os.pread(fd, 512, 0)
@@ -152,9 +159,9 @@ def open_shard(path: str) -> OpenShard:
         return OpenShard(raw, size, None)
     if head.startswith(GZIP_MAGIC):
         budget = max(GZIP_MIN_BUDGET, GZIP_MAX_RATIO * size)
-        return OpenShard(GzipStream(raw, budget), budget, "gzip")
+        return OpenShard(GzipStream(raw, budget, path), budget, "gzip")
     for magic, name in _REFUSED.items():
         if head.startswith(magic):
             raw.close()
-            raise ShardFileError(f"compressed with {name}: only plain and gzip-compressed tars are read; decompress it first")
+            raise ShardError(f"shard {path!r}: compressed with {name}: only plain and gzip-compressed tars are read; decompress it first")
     return OpenShard(raw, size, None)
