@@ -31,6 +31,7 @@ class AuditConfig:
         embedding_weights: that model's weights name (``"DEFAULT"``... downloaded by torchvision
             on first use); ``None``: random weights (tests only).
         embedding_threshold: smallest cosine similarity reported as an embedding near duplicate.
+        embedding_size: the side images are resized to for the model.
         embedding_device: where the embedding model runs.
         hull_dims: numbers of dimensions for the interpolation test (empty: not run; needs two splits).
         hull_reduce: ``"crop"`` (central pixels) or ``"resize"`` (smoothing-subsampling).
@@ -50,6 +51,7 @@ class AuditConfig:
     embedding_model: str | None = None
     embedding_weights: str | None = None
     embedding_threshold: float = 0.95
+    embedding_size: int = 224
     embedding_device: str = "cpu"
     hull_dims: tuple[int, ...] = ()
     hull_reduce: str = "crop"
@@ -84,7 +86,7 @@ class AuditConfig:
         _int("hull_resolution", self.hull_resolution, 1)
         for d in self.hull_dims:
             _int("each of hull_dims", d, 1, 3 * self.hull_resolution**2)
-        for name, low in (("hull_train", 1), ("hull_test", 1), ("seed", 0), ("thumbnails_per_class", 0),
+        for name, low in (("embedding_size", 8), ("hull_train", 1), ("hull_test", 1), ("seed", 0), ("thumbnails_per_class", 0),
                           ("thumbnail_classes", 0), ("pairs_shown", 0), ("max_listed", 0)):
             _int(name, getattr(self, name), low)
         if self.on_error not in ("raise", "skip"):

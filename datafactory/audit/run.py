@@ -198,7 +198,8 @@ def audit(
     if config.embedding_model is not None:
         from datafactory.audit.embed import Embedder
 
-        embedder = Embedder(config.embedding_model, config.embedding_weights, device=config.embedding_device)
+        embedder = Embedder(config.embedding_model, config.embedding_weights, size=config.embedding_size,
+                            device=config.embedding_device)
     rng = np.random.default_rng(config.seed)
     hull = bool(config.hull_dims) and test is not None
     scans = []

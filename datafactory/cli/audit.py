@@ -44,7 +44,7 @@ def _run(args: argparse.Namespace) -> int:
     config = AuditConfig(
         threshold=args.threshold, bands=args.bands, near_within=args.near_within,
         embedding_model=args.embedding_model, embedding_weights=args.embedding_weights,
-        embedding_threshold=args.embedding_threshold, embedding_device=args.device,
+        embedding_threshold=args.embedding_threshold, embedding_size=args.embedding_size, embedding_device=args.device,
         hull_dims=tuple(args.hull_dims or ()), hull_reduce=args.hull_reduce, hull_train=args.hull_train,
         hull_test=args.hull_test, hull_resolution=args.hull_resolution, seed=args.seed,
         pairs_shown=args.pairs_shown, on_error=args.on_error,
@@ -91,6 +91,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="its weights name, e.g. DEFAULT (downloaded by torchvision); omitted: random weights")
     parser.add_argument("--embedding-threshold", type=float, default=defaults.embedding_threshold,
                         help="smallest cosine similarity counted as a near duplicate")
+    parser.add_argument("--embedding-size", type=int, default=defaults.embedding_size,
+                        help="side in pixels the images are resized to for the embedding model")
     parser.add_argument("--device", default=defaults.embedding_device, help="device for the embedding model")
     parser.add_argument("--hull-dims", type=int, nargs="+", metavar="D",
                         help="run the interpolation test at these numbers of dimensions (needs two sources)")
