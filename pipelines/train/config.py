@@ -142,7 +142,9 @@ def _field_types(cls: type) -> dict[str, Any]:
 
 
 def _type_name(kind: Any) -> str:
-    return getattr(kind, "__name__", None) or str(kind).replace("typing.", "")
+    if typing.get_origin(kind) is not None:
+        return str(kind).replace("typing.", "")
+    return getattr(kind, "__name__", None) or str(kind)
 
 
 def _check_value(key: str, kind: Any, value: Any) -> Any:
