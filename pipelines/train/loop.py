@@ -94,6 +94,24 @@ def _check_task(task: Any) -> None:
         raise TypeError(f"task must implement pipelines.train.task.Task, got {type(task).__name__}")
 
 
+_RUN_KEYS = ("config", "model", "optimizer", "scheduler", "scaler", "ema", "rng", "progress", "window")
+
+
+def _read_run_checkpoint(path: Path, keys: tuple[str, ...] = _RUN_KEYS) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(checkpoint, stored config values)``; ``ValueError`` naming what a foreign or damaged file lacks."""
+    state = load_checkpoint(path)
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise ValueError(f"checkpoint {str(path)!r} is not a pipelines.train checkpoint: it has no {missing}")
+    try:
+        stored = json.loads(state["config"])
+    except (TypeError, json.JSONDecodeError):
+        stored = None
+    if not isinstance(stored, dict):
+        raise ValueError(f"checkpoint {str(path)!r}: 'config' must be a JSON object string")
+    return state, stored
+
+
 def _config_differences(cfg: TrainConfig, stored: dict[str, Any]) -> list[str]:
     mine = config_to_dict(cfg)
     return sorted(k for k in set(mine) | set(stored) if k not in RESUMABLE_CHANGES and mine.get(k) != stored.get(k))
@@ -193,8 +211,7 @@ class _Run:
                 self.log.truncate_after(0)  # lines of an earlier attempt that never checkpointed
             dist.barrier()
             return
-        state = load_checkpoint(path)
-        stored = json.loads(state["config"])
+        state, stored = _read_run_checkpoint(path)
         differ = _config_differences(self.cfg, stored)
         if differ:
             shown = ", ".join(f"{k}: stored {stored.get(k)!r}, given {getattr(self.cfg, k, None)!r}" for k in differ)
@@ -362,10 +379,9 @@ def evaluate_run(task: Task, checkpoint: str | Path, overrides: Iterable[str] = 
     if isinstance(overrides, str):
         raise TypeError("overrides must be a list of 'key=value' strings, not one string")
     path = Path(checkpoint)
-    state = load_checkpoint(path)
+    state, values = _read_run_checkpoint(path, ("config", "model"))
     if state.get("trainer") not in (None, task.name):
         raise ValueError(f"checkpoint {str(path)!r} is from the {state['trainer']!r} trainer, not {task.name!r}")
-    values = json.loads(state["config"])
     changed = dict(parse_override(task.config_class, text) for text in overrides)
     values.update(changed)
     cfg = config_from_dict(task.config_class, values)

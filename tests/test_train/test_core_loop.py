@@ -145,3 +145,18 @@ def test_missing_out_or_shards_and_an_indivisible_batch_are_refused(seg_shards, 
         TASK.train_loader(cfg, rank=0, world_size=4, epoch=0)
     with pytest.raises(ValueError, match="not one full batch"):
         TASK.train_loader(config(seg_shards, tmp_path / "r", "batch_size=32"), rank=0, world_size=1, epoch=0)
+
+
+def test_a_foreign_checkpoint_in_the_run_folder_is_named(seg_shards, tmp_path):
+    from pipelines.train import save_checkpoint
+
+    (tmp_path / "run").mkdir()
+    save_checkpoint(tmp_path / "run" / "ckpt.pt", {"model": {}, "config": "{}"})
+    with pytest.raises(ValueError, match=r"ckpt\.pt' is not a pipelines.train checkpoint: it has no \['optimizer'"):
+        fit(TASK, config(seg_shards, tmp_path / "run"))
+    save_checkpoint(tmp_path / "run" / "ckpt.pt", {"model": {}, "config": "[1]"})
+    with pytest.raises(ValueError, match="'config' must be a JSON object"):
+        evaluate_run(TASK, tmp_path / "run" / "ckpt.pt")
+    with pytest.raises(ValueError, match="from the 'vit' trainer"):
+        save_checkpoint(tmp_path / "run" / "ckpt.pt", {"model": {}, "config": "{}", "trainer": "vit"})
+        evaluate_run(TASK, tmp_path / "run" / "ckpt.pt")
