@@ -24,9 +24,8 @@ from typing import Any
 
 from loaders import CodecError, decode_sample, get_codec, summarize_sample
 from loaders.schema import KEY
-from pipelines.manifest import read_index, read_json_file, sidecar_name
+from pipelines.manifest import input_problems, read_index, read_json_file, sidecar_name
 from pipelines.tario import ReadStats, ShardError, SuffixCheck, check_suffixes, iter_shard_samples
-from pipelines.writer import input_problems
 
 __all__ = ["FOREIGN_SUFFIXES", "VerifyReport", "foreign_shards", "inspect_shards", "preview_shards", "verify_shards"]
 
