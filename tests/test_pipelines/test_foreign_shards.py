@@ -398,6 +398,10 @@ def _broken(data: bytes) -> str:
     raise RuntimeError("no")
 
 
+def _label_times_ten(data: bytes) -> int:
+    return int(data) * 10
+
+
 @pytest.fixture
 def txt_gz(tmp_path):
     """Like webdataset's testgz.tar: gzip-compressed text members ``.txt.gz`` (plus a label)."""
@@ -421,6 +425,10 @@ def test_an_unknown_suffix_is_refused_until_a_decoder_is_named(txt_gz):
     assert [gzip.decompress(b).decode() for b in raw[0]["txt.gz"]] == texts  # decode=False: named, kept as bytes
     skipped = make_loader([shard], batch_size=2, on_error="skip")
     assert len(skipped) == 0 and len(skipped.read_stats.skipped) == 4
+    # a named suffix the table knows is decoded by the named function instead
+    own = list(make_loader([shard], batch_size=4, shuffle=False, decoders={"txt.gz": _gunzip_text,
+                                                                           "CLS": _label_times_ten}))
+    assert own[0]["cls"].tolist() == [0, 10, 20, 30] and "label" not in own[0]
 
 
 def test_decoders_are_checked(txt_gz):
