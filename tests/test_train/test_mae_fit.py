@@ -19,6 +19,16 @@ ENCODER = ["image_size=32", "patch_size=4", "depth=1", "hidden_dim=32", "num_hea
 TINY = [*ENCODER, "decoder_dim=16", "decoder_depth=1", "decoder_heads=2", "batch_size=16", "progress=false"]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a busy machine a second thread that
+    loses its core stalls every matmul: run these tests on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory) -> tuple[Path, Path]:
     return shapes_shards(tmp_path_factory.mktemp("shapes"), seed=1, train_size=96, val_size=24, resolution=32)
