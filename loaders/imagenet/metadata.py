@@ -17,7 +17,8 @@ Package data (facts, copied verbatim from public releases, not generated):
   1k indices equal ``indices_in_1k`` of ``hendrycks/natural-adv-examples/eval.py`` and
   ``hendrycks/imagenet-r/eval.py`` (checked against both and timm ``imagenet_{a,r}_indices.txt``).
 
-Parsers read the files users have: Kaggle's ``LOC_synset_mapping.txt`` and
+Parsers read the files users have (through :mod:`loaders.fileio`: a FIFO or device named like one
+is refused with an error naming it, never opened): Kaggle's ``LOC_synset_mapping.txt`` and
 ``LOC_val_solution.csv``, the devkit's ``meta.mat`` (``scipy.io.loadmat``, a MATLAB v5 file: no
 pickle) and ``ILSVRC2012_validation_ground_truth.txt``, and ReaL's ``real.json`` (Beyer et al.,
 2020, "Are we done with ImageNet?").
@@ -33,6 +34,8 @@ from importlib import resources
 from typing import NamedTuple
 
 import torch
+
+from loaders.fileio import NotRegularFileError, open_regular_file
 
 __all__ = [
     "NUM_CLASSES",
@@ -94,7 +97,7 @@ def parse_synset_mapping(text: str, *, source: str = "<text>") -> tuple[tuple[st
 
 def read_synset_mapping(path: str | os.PathLike) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Read a ``LOC_synset_mapping.txt`` file (see :func:`parse_synset_mapping`)."""
-    with open(path, encoding="utf-8") as handle:
+    with open_regular_file(path, "r", encoding="utf-8") as handle:
         return parse_synset_mapping(handle.read(), source=os.fspath(path))
 
 
@@ -182,11 +185,12 @@ def read_devkit_meta(path: str | os.PathLike) -> DevkitMeta:
 
     source = os.fspath(path)
     try:
-        synsets = loadmat(source, squeeze_me=True)["synsets"]
+        with open_regular_file(source) as handle:  # never a FIFO or device
+            synsets = loadmat(handle, squeeze_me=True)["synsets"]
     except KeyError:
         raise ValueError(f"{source}: no 'synsets' variable (is this the ILSVRC2012 devkit meta.mat?)") from None
     except (NotImplementedError, ValueError, TypeError, OSError) as error:
-        if isinstance(error, FileNotFoundError):
+        if isinstance(error, (FileNotFoundError, NotRegularFileError)):
             raise
         raise ValueError(f"{source}: cannot read MATLAB file: {error}") from None
     synsets = np.atleast_1d(synsets)
@@ -220,7 +224,7 @@ def read_devkit_ground_truth(path: str | os.PathLike) -> list[int]:
     """
     source = os.fspath(path)
     ids: list[int] = []
-    with open(source, encoding="ascii") as handle:
+    with open_regular_file(source, "r", encoding="ascii") as handle:
         for number, line in enumerate(handle, 1):
             text = line.strip()
             if not text:
@@ -240,7 +244,7 @@ def read_val_solution(path: str | os.PathLike) -> dict[str, str]:
     """
     source = os.fspath(path)
     out: dict[str, str] = {}
-    with open(source, newline="", encoding="utf-8") as handle:
+    with open_regular_file(source, "r", newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle)
         header = [h.strip().lstrip("\ufeff") for h in next(reader, [])]
         if header[:2] != ["ImageId", "PredictionString"]:
@@ -261,7 +265,7 @@ def read_real_labels(path: str | os.PathLike, num_classes: int = NUM_CLASSES) ->
     Element ``i`` belongs to ``ILSVRC2012_val_{i+1:08d}``; an empty list means no valid label.
     """
     source = os.fspath(path)
-    with open(source, encoding="utf-8") as handle:
+    with open_regular_file(source, "r", encoding="utf-8") as handle:
         try:
             data = json.load(handle)
         except ValueError as error:

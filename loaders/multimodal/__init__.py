@@ -10,9 +10,9 @@
 PyAV and h5py are imported only inside the functions that decode media.
 """
 
+from loaders.clip_io import Clip, read_audio, read_audio_clip, read_clip, resample
 from loaders.multimodal.audioset import AudioSetDataset
 from loaders.multimodal.audioset_meta import Ontology, read_class_labels, read_segments
-from loaders.clip_io import Clip, read_audio, read_audio_clip, read_clip, resample
 from loaders.multimodal.clips import ClipAdapter
 from loaders.multimodal.ego4d import Ego4DDataset
 from loaders.multimodal.howto100m import HowTo100MDataset

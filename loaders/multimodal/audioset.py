@@ -32,9 +32,10 @@ import numpy as np
 import torch
 
 from loaders.base import SampleError
+from loaders.clip_io import fit_length, read_audio_clip, remix_channels, resample
+from loaders.fileio import check_regular
 from loaders.layout import first_existing
 from loaders.multimodal.audioset_meta import Ontology, read_class_labels, read_segments
-from loaders.clip_io import fit_length, read_audio_clip, remix_channels, resample
 from loaders.multimodal.clips import VIDEO_EXTENSIONS, ClipAdapter
 from loaders.registry import register_dataset
 from loaders.schema import KEY
@@ -220,6 +221,7 @@ class AudioSetDataset(ClipAdapter):
         by_id: dict[str, tuple[str, int]] = {}
         rows: list[tuple[str, int, Any]] = []
         for path in self.hdf5_files:
+            check_regular(path)  # HDF5 opens a FIFO or device and blocks: refuse it, naming the path
             with h5py.File(path, "r") as handle:
                 if "audio_name" not in handle or "waveform" not in handle:
                     raise ValueError(f"audioset: {str(path)!r} is not a PANNs waveform pack (needs 'audio_name' and 'waveform')")
@@ -309,6 +311,7 @@ class AudioSetDataset(ClipAdapter):
         if self._h5_pid != os.getpid():
             self._h5, self._h5_pid = {}, os.getpid()
         if path not in self._h5:
+            check_regular(path)
             self._h5[path] = h5py.File(path, "r")
         return self._h5[path]
 

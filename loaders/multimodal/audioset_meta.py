@@ -23,6 +23,8 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
+from loaders.fileio import open_regular_file
+
 __all__ = ["Ontology", "Segment", "SegmentError", "read_class_labels", "read_segments"]
 
 
@@ -53,7 +55,7 @@ def read_segments(path: str | os.PathLike) -> tuple[list[Segment], list[SegmentE
     rows: list[Segment] = []
     errors: list[SegmentError] = []
     name = os.fspath(path)
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open_regular_file(path, "r", newline="", encoding="utf-8") as handle:
         for number, fields in enumerate(csv.reader(handle, skipinitialspace=True), start=1):
             if not fields or not "".join(fields).strip() or fields[0].startswith("#") or fields == ["empty"]:
                 continue
@@ -80,7 +82,7 @@ def read_class_labels(path: str | os.PathLike) -> tuple[list[str], list[str]]:
     Raises:
         ValueError: wrong header, or indices that are not ``0..K-1`` in order.
     """
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open_regular_file(path, "r", newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None or [h.strip() for h in header] != ["index", "mid", "display_name"]:
@@ -123,7 +125,7 @@ class Ontology:
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> Ontology:
         """Load ``ontology.json``."""
-        with open(path, encoding="utf-8") as handle:
+        with open_regular_file(path, "r", encoding="utf-8") as handle:
             data = json.load(handle)
         if not isinstance(data, list):
             raise ValueError(f"{os.fspath(path)!r}: ontology.json must hold a JSON list")

@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from loaders.base import Adapter
-from loaders.layout import first_existing
 from loaders.clip_io import MISSING_AUDIO, Clip, output_size, read_clip
+from loaders.layout import first_existing
 
 __all__ = ["ClipAdapter", "VIDEO_EXTENSIONS", "find_video"]
 

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from loaders.base import SampleError
+from loaders.fileio import open_regular_file
 from loaders.layout import first_existing
 from loaders.multimodal.clips import ClipAdapter
 from loaders.multimodal.pairing import TAG_MODES, egoclip_window, mean_gap, normalize_tags
@@ -62,7 +63,7 @@ def read_egoclip(path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[tu
     """
     rows: list[dict[str, Any]] = []
     errors: list[tuple[int, str]] = []
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open_regular_file(path, "r", newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = next(reader, None) or []
         skip = 1 if header and header[0] == "" else 0
@@ -199,7 +200,7 @@ class Ego4DDataset(ClipAdapter):
     def _load_metadata(self) -> None:
         if self.metadata_path is None:
             return
-        with open(self.metadata_path, encoding="utf-8") as handle:
+        with open_regular_file(self.metadata_path, "r", encoding="utf-8") as handle:
             data = json.load(handle)
         if not isinstance(data, dict) or not isinstance(data.get("videos"), list):
             raise ValueError(f"ego4d: {str(self.metadata_path)!r} must be an object with a 'videos' list")
@@ -238,7 +239,7 @@ class Ego4DDataset(ClipAdapter):
         return records
 
     def _index_narrations(self) -> list[dict[str, Any]]:
-        with open(self.narration_path, encoding="utf-8") as handle:
+        with open_regular_file(self.narration_path, "r", encoding="utf-8") as handle:
             data = json.load(handle)
         if not isinstance(data, dict):
             raise ValueError(f"ego4d: {str(self.narration_path)!r} must be an object keyed by video_uid")

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from loaders.base import SampleError
+from loaders.fileio import open_regular_file
 from loaders.multimodal.clips import VIDEO_EXTENSIONS, ClipAdapter
 from loaders.multimodal.pairing import expand_window, nearest_contiguous
 from loaders.registry import register_dataset
@@ -77,7 +78,7 @@ def read_videos_csv(path: str | os.PathLike) -> tuple[dict[str, dict[str, Any]],
     """``HowTo100M_v1.csv`` -> ``({video_id: row}, [(line, reason), ...])``; empty fields -> ``None``."""
     rows: dict[str, dict[str, Any]] = {}
     errors: list[tuple[int, str]] = []
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open_regular_file(path, "r", newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None or tuple(h.strip() for h in header) != _CSV_FIELDS:
@@ -99,7 +100,7 @@ def read_task_ids(path: str | os.PathLike) -> dict[str, str]:
     """``task_ids.csv`` (tab-separated ``task_id``, ``task name``; a header row is detected
     because its first field is not numeric) -> ``{task_id: name}``."""
     out: dict[str, str] = {}
-    with open(path, encoding="utf-8") as handle:
+    with open_regular_file(path, "r", encoding="utf-8") as handle:
         for line in handle:
             line = line.rstrip("\r\n")
             if not line.strip():
@@ -113,7 +114,7 @@ def read_task_ids(path: str | os.PathLike) -> dict[str, str]:
 
 def read_captions(path: str | os.PathLike) -> dict[str, Any]:
     """Load ``caption.json`` / ``raw_caption.json`` (dict of parallel ``start``/``end``/``text``)."""
-    with open(path, encoding="utf-8") as handle:
+    with open_regular_file(path, "r", encoding="utf-8") as handle:
         data = json.load(handle)
     if not isinstance(data, dict):
         raise ValueError(f"{os.fspath(path)!r}: expected a JSON object keyed by video id")
