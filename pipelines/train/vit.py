@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from augment import MixUpCutMix, NegativeViews, RandAugment, RandomHorizontalFlip, RandomResizedCrop, losses
+from augment.functional import MIN_INFILL_GRID
 from augment.losses import NEGATIVE_LOSSES
 from augment.mix import MIX_MODES
 from pipelines.train.checkpoint import load_checkpoint
@@ -211,10 +212,15 @@ class ViTConfig(TrainConfig):
             raise ValueError(f"config key 'image_size' ({self.image_size}) must be a multiple of the model's patch size {patch}")
         if self.arch == "tiny" and self.hidden_dim % self.num_heads:
             raise ValueError(f"config key 'hidden_dim' ({self.hidden_dim}) must be divisible by 'num_heads' ({self.num_heads})")
-        for key, size in (("negative_patch_size", negative_patch_size(self)), ("eval_patch_size", _eval_patch_size(self))):
+        for key, size, views in (("negative_patch_size", negative_patch_size(self), [self.negatives]),
+                                 ("eval_patch_size", _eval_patch_size(self), self.eval_patch_views)):
             if size % patch or self.image_size % size:
                 raise ValueError(f"config key {key!r}: patch size {size} must be a multiple of the model's patch size "
                                  f"{patch} and divide image_size {self.image_size}")
+            if "infill" in views and self.image_size // size < MIN_INFILL_GRID:
+                raise ValueError(f"config key {key!r}: P-Infill needs a patch grid of at least {MIN_INFILL_GRID}x"
+                                 f"{MIN_INFILL_GRID}, but patch size {size} gives {self.image_size // size}x"
+                                 f"{self.image_size // size} on image_size {self.image_size}")
         roots = [key for key in ROBUSTNESS_SETS if getattr(self, key)]
         if roots and self.num_classes != 1000:
             raise ValueError(f"config keys {roots} evaluate in ImageNet's 1000-class space: set num_classes=1000 "

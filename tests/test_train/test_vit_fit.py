@@ -158,6 +158,7 @@ def test_robustness_sets_in_training_and_through_evaluate_run(shards, tmp_path):
     ("image_size=30", "image_size"),
     ("eval_patch_views=[\"mirror\"]", "eval_patch_views"),
     ("crop_scale=[0.5, 0.2]", "crop_scale"),
+    ("eval_patch_size=16", "P-Infill needs a patch grid of at least 3x3"),  # 2x2 grid of 16 px patches on 32 px
 ])
 def test_bad_configs_name_the_key(shards, tmp_path, override, message):
     with pytest.raises(ValueError, match=message):
