@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from loaders.base import SampleError
-from loaders.fileio import NotRegularFileError, check_regular
+from loaders.fileio import NotRegularFileError, check_regular, open_regular_file
 
 __all__ = [
     "AUDIO_FILE_EXTENSIONS",
@@ -476,7 +476,7 @@ def read_clip(
 def _wav_declared_frames(path: str | os.PathLike) -> int | None:
     """Frames a RIFF/WAVE header declares (``data`` chunk size / block align); ``None`` when the
     header gives no usable size (streamed WAVs write 0 or a huge placeholder)."""
-    with open(path, "rb") as handle:
+    with open_regular_file(path) as handle:  # checked by the caller too; this checks what is read
         head = handle.read(1 << 16)
     if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         return None
