@@ -249,6 +249,7 @@ def make_loader(
             are decided from member names when a list of tars is read up front (they take no
             place in the epoch's plan) and listed in ``loader.read_stats.skipped``; a set with
             ``index.json`` promises its counts, so a sample left out there is a count mismatch.
+            A member that fails to decode raises either way (the epoch is planned before decoding).
         decoders: ``{suffix: function(bytes) -> value}`` for member suffixes the codec table
             does not know (``"txt.gz"``, say) or whose decoding you want to do yourself; the
             value lands in the sample under the suffix. Pickle-based suffixes are refused even

@@ -114,7 +114,7 @@ class ShardStream(IterableDataset):
     """Yields this rank's batches for one epoch (see :mod:`pipelines.plan`); picklable.
 
     Args:
-        shards: ``(path, sample count)`` per shard (:func:`resolve_shards`).
+        shards: ``(path, sample count)`` per shard (:func:`pipelines.loader.resolve_shards`).
         config: the stream's fixed settings; its fields also read as attributes
             (``stream.batch_size``).
         epoch: the first epoch (changed later through :attr:`epoch`).
@@ -174,11 +174,11 @@ class ShardStream(IterableDataset):
         return batches_per_rank(sum(self.counts), c.world_size, c.batch_size, c.drop_last)
 
     def _read(self, segments) -> Iterator[dict[str, Any]]:
+        c = self.config
         for shard, start, stop in segments:
             path = self.paths[shard]
             # count: a shard that ends early, or holds more than planned, fails here by name
             # instead of leaving this worker short of batches (or DDP ranks out of step)
-            c = self.config
             yield from iter_shard_samples(path, skip=start, limit=stop - start, count=self.counts[shard],
                                           on_error=c.on_error, require_end=c.require_end, check_suffix=self.check_suffix)
 
