@@ -97,7 +97,7 @@ class InterpolationResult:
         inside: how many test samples were inside, per entry.
         n_train, n_test: the sample counts.
         reduce: the reduction used; ``embedder``: the embedding model, if any.
-        decided_by: per entry, how each test sample was decided (``bbox``/``hyperplane``/``lp``).
+        decided_by: per entry, how each test sample was decided (see :class:`datafactory.audit.HullResult`).
         seconds: wall time per entry.
     """
 

@@ -123,10 +123,10 @@ def _masks(width: int, radius: int) -> np.ndarray:
 
 def _expand(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Concatenate ``range(s, s + c)`` for every ``(s, c)`` (vectorised)."""
-    total = int(counts.sum())
+    ends = np.cumsum(counts)
+    total = int(ends[-1]) if len(ends) else 0
     if total == 0:
         return np.zeros(0, dtype=np.int64)
-    ends = np.cumsum(counts)
     offsets = np.repeat(starts - (ends - counts), counts)
     return offsets + np.arange(total, dtype=np.int64)
 
@@ -139,6 +139,7 @@ class _Band:
         self.mask = np.uint64((1 << width) - 1)
         self.order = np.argsort(values, kind="stable").astype(np.int64)
         self.sorted = values[self.order]
+        self.hashes: np.ndarray | None = None  # the full hashes in bucket order, set by the index
         self.offsets = None
         if width <= _DIRECT_TABLE_BITS:  # bucket b is order[offsets[b]:offsets[b + 1]]
             counts = np.bincount(values.astype(np.int64), minlength=1 << width)
@@ -183,6 +184,8 @@ class MultiIndexHash:
             for (shift, width), radius in zip(band_layout(self.bands), band_radii(self.threshold, self.bands))
             if radius >= 0
         ]
+        for table in self._tables:  # candidates are read in bucket order: contiguous runs, not scattered
+            table.hashes = self.hashes[table.order]
 
     def __len__(self) -> int:
         return len(self.hashes)
@@ -209,16 +212,17 @@ class MultiIndexHash:
             for table in self._tables:
                 probes = (table.values(block)[:, None] ^ table.probes[None, :]).reshape(-1)
                 starts, counts = table.buckets(probes)
-                owner = np.repeat(np.arange(len(block), dtype=np.int64), len(table.probes))
-                candidates = table.order[_expand(starts, counts)]
-                asking = np.repeat(owner, counts)
-                distance = popcount(block[asking] ^ self.hashes[candidates]).astype(np.int64)
-                keep = distance <= self.threshold
+                positions = _expand(starts, counts)
+                asking = np.repeat(np.arange(len(block), dtype=np.int64), counts.reshape(len(block), -1).sum(axis=1))
+                distance = popcount(block[asking] ^ table.hashes[positions])
+                keep = np.flatnonzero(distance <= self.threshold)
+                asking, candidates = asking[keep], table.order[positions[keep]]
                 if self_join:
-                    keep &= asking + start < candidates
-                found_q.append(asking[keep] + start)
-                found_i.append(candidates[keep])
-                found_d.append(distance[keep])
+                    mine = asking + start < candidates
+                    keep, asking, candidates = keep[mine], asking[mine], candidates[mine]
+                found_q.append(asking + start)
+                found_i.append(candidates)
+                found_d.append(distance[keep].astype(np.int64))
         return _unique_pairs(found_q, found_i, found_d, len(self.hashes))
 
 

@@ -191,7 +191,7 @@ def _interpolation(data: Mapping[str, Any], figures: Mapping[str, bytes]) -> str
     result = data["interpolation"]
     if result is None:
         return "<p>not run (it needs two splits and <code>hull_dims</code>)</p>"
-    rows = [[d, a, r, i, result["n_test"], f"bbox {k['bbox']}, hyperplane {k['hyperplane']}, LP {k['lp']}"]
+    rows = [[d, a, r, i, result["n_test"], f"bbox {k['bbox']}, hyperplane {k['hyperplane']}, neighbour LP {k['neighbours']}, LP {k['lp']}"]
             for d, a, r, i, k in zip(result["dims"], result["actual_dims"], result["rates"], result["inside"], result["decided_by"])]
     return (f"<p>Convex-hull membership (LP feasibility, HiGHS) of {result['n_test']} test images in the hull of "
             f"{result['n_train']} training images, reduced by <code>{_e(result['reduce'])}</code> "

@@ -79,10 +79,18 @@ def test_the_shortcuts_decide_most_points_in_high_dimension_and_never_differ():
     train, test = rng.normal(size=(200, 32)), rng.normal(size=(20, 32))
     fast, slow = hull_membership(train, test), hull_membership(train, test, shortcuts=False)
     assert (fast.inside == slow.inside).all() and not fast.inside.any()  # d=32, N=200: extrapolation
-    assert fast.decided_by["lp"] < 5 and slow.decided_by == {"bbox": 0, "hyperplane": 0, "lp": 20}
+    assert fast.decided_by["lp"] < 5 and slow.decided_by == {"bbox": 0, "hyperplane": 0, "neighbours": 0, "lp": 20}
     # points of the hull, in high dimension: convex combinations of training vectors
     weights = rng.dirichlet(np.ones(200), size=5)
     assert in_hull(train, weights @ train).all()
+
+
+def test_the_nearest_neighbour_lp_decides_inside_points_in_low_dimension():
+    rng = np.random.default_rng(6)
+    train, test = rng.normal(size=(2000, 3)), rng.normal(size=(60, 3)) * 0.5
+    fast, slow = hull_membership(train, test), hull_membership(train, test, shortcuts=False)
+    assert (fast.inside == slow.inside).all() and fast.inside.mean() > 0.9
+    assert fast.decided_by["neighbours"] > 40 and sum(fast.decided_by.values()) == 60
 
 
 def test_scaling_makes_tolerances_relative():
