@@ -46,6 +46,8 @@ __all__ = [
     "PATCH_VIEWS",
     "ROBUSTNESS_SETS",
     "EvalImageTransform",
+    "adapter_batches",
+    "check_label",
     "corruption_errors",
     "evaluate_imagenet_c",
     "evaluate_patch_views",
@@ -181,19 +183,31 @@ def corruption_errors(errors: Mapping[str, Mapping[int, float]]) -> dict[str, fl
 
 # -- data ---------------------------------------------------------------------------------------
 
+def check_label(sample: Mapping[str, Any], num_classes: int | None) -> int:
+    """The sample's ``label`` as an int; ``ValueError`` naming the sample's key when it lies outside
+    ``[0, num_classes)`` (the model has no such output)."""
+    label = int(sample["label"])
+    if num_classes is not None and not 0 <= label < num_classes:
+        raise ValueError(f"sample {sample.get('__key__')!r}: label {label} is outside [0, {num_classes}) "
+                         f"(config key 'num_classes' is {num_classes})")
+    return label
+
+
 @dataclass(frozen=True)
 class EvalImageTransform:
     """Per-sample eval preprocessing: shorter side -> ``round(image_size / crop_pct)``, centre crop
     ``image_size``; keeps ``image`` (uint8), ``label`` (when present) and the fields of ``keep``.
 
     ``meta`` fields named in ``meta_fields`` (e.g. ImageNet-C's ``corruption``, ``severity``)
-    are lifted to the top level so batches carry them.
+    are lifted to the top level so batches carry them. With ``num_classes``, a label outside
+    ``[0, num_classes)`` raises ``ValueError`` naming the sample.
     """
 
     image_size: int
     crop_pct: float = 0.875
     keep: tuple[str, ...] = ()
     meta_fields: tuple[str, ...] = ()
+    num_classes: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) or self.image_size < 1:
@@ -210,7 +224,7 @@ class EvalImageTransform:
         image = TF.center_crop(image, [self.image_size, self.image_size])
         out: dict[str, Any] = {"image": image.contiguous()}
         if "label" in sample:
-            out["label"] = int(sample["label"])
+            out["label"] = check_label(sample, self.num_classes)
         for field in self.keep:
             out[field] = sample[field]
         meta = sample.get("meta") or {}

@@ -58,6 +58,7 @@ from pipelines.train.robustness import (
     PATCH_VIEWS,
     ROBUSTNESS_SETS,
     EvalImageTransform,
+    check_label,
     evaluate_patch_views,
     evaluate_robustness,
     patch_view_ops,
@@ -276,7 +277,8 @@ def load_backbone_weights(model: nn.Module, checkpoint: str | Path) -> list[str]
 
 class TrainImageTransform:
     """Per-sample training augmentation on uint8 ``[3,H,W]``: RandomResizedCrop (or resize + centre
-    crop), horizontal flip, RandAugment; keeps ``image`` and ``label`` (when present).
+    crop), horizontal flip, RandAugment; keeps ``image`` and ``label`` (when present; one outside
+    ``[0, num_classes)`` raises ``ValueError`` naming the sample).
 
     Draws from torch's global generator, which the core seeds per sample key
     (:class:`pipelines.train.data.SeededTransform`): the same sample gets the same draws in any
@@ -285,7 +287,8 @@ class TrainImageTransform:
 
     def __init__(self, image_size: int, random_crop: bool = True, crop_scale: tuple[float, float] = (0.08, 1.0),
                  hflip: bool = True, randaugment_ops: int = 0, randaugment_magnitude: int = 9,
-                 crop_pct: float = 0.875) -> None:
+                 crop_pct: float = 0.875, num_classes: int | None = None) -> None:
+        self.num_classes = num_classes
         self.crop: Any = (RandomResizedCrop(image_size, scale=crop_scale) if random_crop
                           else EvalImageTransform(image_size, crop_pct))
         self.flip = RandomHorizontalFlip() if hflip else None
@@ -294,7 +297,7 @@ class TrainImageTransform:
     @classmethod
     def from_config(cls, cfg: ViTConfig) -> TrainImageTransform:
         return cls(cfg.image_size, cfg.random_crop, cfg.crop_scale, cfg.hflip, cfg.randaugment_ops,
-                   cfg.randaugment_magnitude, cfg.crop_pct)
+                   cfg.randaugment_magnitude, cfg.crop_pct, cfg.num_classes)
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
         if isinstance(self.crop, EvalImageTransform):
@@ -307,7 +310,7 @@ class TrainImageTransform:
             image = self.randaugment(image)
         out = {"image": image}
         if "label" in sample:  # mae pre-training reads unlabelled shards too
-            out["label"] = int(sample["label"])
+            out["label"] = check_label(sample, self.num_classes)
         return out
 
     def __repr__(self) -> str:
@@ -315,7 +318,7 @@ class TrainImageTransform:
 
 
 def _eval_transform(cfg: ViTConfig) -> EvalImageTransform:
-    return EvalImageTransform(cfg.image_size, cfg.crop_pct)
+    return EvalImageTransform(cfg.image_size, cfg.crop_pct, num_classes=cfg.num_classes)
 
 
 def _negative_views(cfg: ViTConfig) -> NegativeViews:

@@ -175,3 +175,10 @@ def test_init_checkpoint_loads_a_backbone_and_keeps_a_fresh_head_for_other_class
     wider = TASK.build_model(config(shards, tmp_path, "hidden_dim=64"))
     with pytest.raises(ValueError, match="shape differs"):
         load_backbone_weights(wider, tmp_path / "src.pt")
+
+
+def test_a_label_outside_num_classes_is_named(shards, tmp_path):
+    cfg = config(shards, tmp_path, "num_classes=3")  # shapes has 6 classes
+    with pytest.raises(ValueError, match=r"label \d is outside \[0, 3\).*num_classes"):
+        for _ in TASK.train_loader(cfg, rank=0, world_size=1, epoch=0):
+            pass
