@@ -34,7 +34,7 @@ from typing import Any
 
 from loaders import Adapter, SampleError
 from pipelines.build_config import BuildConfig, EngineConfig
-from pipelines.engines import ENGINES, RAY_INSTALL_HINT, local_results, ray_results, require_engine
+from pipelines.engines import ENGINES, RAY_INSTALL_HINT, local_results, ray_results, require_engine, use_threads
 from pipelines.filecopy import file_members_for
 from pipelines.manifest import INDEX_FORMAT, new_run_id, read_json, schema_of, write_json
 from pipelines.sources import Reencode, SourceSpec, describe_source, identifies_files, input_identifier, sample_identity
@@ -266,8 +266,9 @@ def build_shards(
         max_count, max_bytes: a shard covers at most ``max_count`` input positions (samples
             written + skipped; shards start at multiples of ``max_count``) and starts anew
             before a sample that would push it past ``max_bytes``.
-        workers: local workers (``engine="local"``: threads for direct file copies, processes
-            otherwise) or the minimum in-flight Ray tasks / 2.
+        workers: local workers (``engine="local"``: forked processes, or threads for small jobs
+            of direct file copies, see :func:`pipelines.engines.use_threads`) or the minimum
+            in-flight Ray tasks / 2.
         engine: ``"local"`` or ``"ray"``.
         reencode: ``None`` copies original bytes; a :class:`Reencode` (or dict / format name)
             re-encodes images.
@@ -335,7 +336,8 @@ def build_shards(
     args = (str(out), max_bytes, settings.job, on_error, run_id)
     todo = units(adapter, inputs.rest(start), start, max_count)
     if engine == "local":
-        threads = settings.reencode is None and file_members_for(adapter, check) is not None
+        direct = settings.reencode is None and file_members_for(adapter, check) is not None
+        threads = use_threads(direct, len(adapter) - start if adapter is not None else 0, workers)
         results = local_results(adapter, todo, workers=workers, args=args, on_event=event if workers == 1 else None,
                                  threads=threads)
     else:

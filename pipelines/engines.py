@@ -5,11 +5,8 @@ keeping a bounded number in flight; the driver (:mod:`pipelines.build`) publishe
 as they come. Engines only schedule: every byte is written by :func:`~pipelines.unit.build_unit`,
 so all engines and worker counts give the same shards (img2dataset's *distributors*).
 
-* ``"local"``: the calling thread for one worker; for more, threads when every sample is a
-  whole-file copy (:mod:`pipelines.filecopy`: the work is ``open``/``readv``/``sha256``/``write``,
-  all of which release the GIL, and a thread starts in microseconds where a forked process costs
-  ~10 ms to start and ~10 ms to exit in a process that has imported torch), forked processes
-  otherwise (re-encoding, decoded or in-line samples, other adapters), where Python work dominates.
+* ``"local"``: the calling thread for one worker; for more, forked processes, or threads for
+  small jobs of whole-file copies (:func:`use_threads`).
 * ``"ray"``: Ray tasks (https://docs.ray.io), an optional extra
   (``pip install "datafactory-toolkit[ray]"``) imported only when used.
 """
@@ -29,10 +26,13 @@ from loaders import Adapter
 from pipelines.sources import Chunk
 from pipelines.unit import build_unit
 
-__all__ = ["ENGINES", "RAY_INSTALL_HINT", "local_results", "ray_results", "require_engine"]
+__all__ = ["ENGINES", "RAY_INSTALL_HINT", "THREAD_INPUTS_PER_WORKER", "local_results", "ray_results", "require_engine",
+           "use_threads"]
 
 ENGINES = ("local", "ray")
 RAY_INSTALL_HINT = 'engine="ray" needs Ray: pip install "datafactory-toolkit[ray]" (or pip install "ray[default]")'
+#: whole-file copies run on threads up to this many inputs per worker, on forked processes beyond
+THREAD_INPUTS_PER_WORKER = 1000
 
 
 def require_engine(engine: str) -> None:
@@ -63,6 +63,27 @@ def _ordered(submit: Callable[[Chunk], Any], wait: Callable[[Any], Any], units: 
 
 # -- local: the calling thread, a thread pool or a forked process pool ---------------------------
 
+
+def use_threads(direct: bool, inputs: int, workers: int) -> bool:
+    """Whether local workers should be threads rather than forked processes.
+
+    Only whole-file copies (``direct``, :mod:`pipelines.filecopy`) can use threads: their work is
+    ``open``/``readv``/``sha256``/``write``, which release the GIL, where re-encoding, decoded or
+    in-line samples and other adapters spend their time in Python. Even then, two copying threads
+    hand the GIL to each other at every system call (about seven per file), and every hand-off
+    wakes the other core: on 6,000 photos, two threads used 15-40% more CPU than one and reached
+    1.33-1.53x one worker, against 1.66-1.74x for two forked processes, whose cost is fixed
+    (~30 ms of CPU each to fork and exit a process that has imported torch). So threads serve
+    small jobs only, up to :data:`THREAD_INPUTS_PER_WORKER` inputs per worker, where that fixed
+    cost would dominate (a thread starts in microseconds).
+
+    Args:
+        direct: every sample is a whole-file copy.
+        inputs: input positions left to build.
+        workers: local workers (more than one).
+    """
+    return direct and inputs <= workers * THREAD_INPUTS_PER_WORKER
+
 _WORKER_SOURCE: dict[str, Adapter | None] = {}
 
 
@@ -86,7 +107,7 @@ def _worker_unit(unit: Chunk, out_dir: str, max_bytes: int, job: tuple, on_error
 def local_results(adapter: Adapter | None, units: Iterator[Chunk], *, workers: int, args: tuple,
                   on_event: Callable | None, threads: bool) -> Iterator[tuple[Chunk, dict]]:
     """Run the units on this machine: in this thread (``workers == 1``), on ``workers`` threads
-    (``threads``: direct file copies) or on ``workers`` forked processes.
+    (``threads``, see :func:`use_threads`) or on ``workers`` forked processes.
 
     Args:
         adapter: the source (copied into each process once, by the fork or the pool's initializer).
@@ -100,7 +121,7 @@ def local_results(adapter: Adapter | None, units: Iterator[Chunk], *, workers: i
         for unit in units:
             yield unit, build_unit(adapter, unit, *args, on_event=on_event)
         return
-    if threads:  # direct file copy: syscalls and hashing release the GIL, threads start in microseconds
+    if threads:  # a small job of direct file copies (use_threads)
         pool: Any = ThreadPoolExecutor(workers, thread_name_prefix="shards")
         submit = lambda u: pool.submit(build_unit, adapter, u, *args)  # noqa: E731
     else:
