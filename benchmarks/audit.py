@@ -202,9 +202,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--lps", type=int, default=20, help="test points per hull timing")
     parser.add_argument("--skip-hull", action="store_true")
+    parser.add_argument("--skip-near", action="store_true")
     args = parser.parse_args()
     print(f"numpy {np.__version__}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}")
-    near_duplicates(args)
+    if not args.skip_near:
+        near_duplicates(args)
     if not args.skip_hull:
         hull(args)
 
