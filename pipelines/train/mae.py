@@ -141,6 +141,8 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
                  num_classes: int, steps: int = 100, weight_decay: float = 1e-4) -> dict[str, float]:
     """Fit ``softmax(W z + b)`` on standardised training features (full-batch L-BFGS, cross-entropy
     + ``weight_decay * |W|^2``) and score it: ``{"probe_top1", "probe_train_top1"}``."""
+    train_x, test_x = train_x.float().cpu(), test_x.float().cpu()
+    train_y, test_y = train_y.cpu(), test_y.cpu()
     mean, std = train_x.mean(0, keepdim=True), train_x.std(0, keepdim=True).clamp_min(1e-6)
     train_z, test_z = (train_x - mean) / std, (test_x - mean) / std
     linear = nn.Linear(train_x.shape[1], num_classes, dtype=train_x.dtype)
@@ -154,9 +156,9 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
         loss.backward()
         return loss
 
-    with torch.enable_grad():
+    with torch.enable_grad(), torch.autocast("cpu", enabled=False):  # full precision even under the run's AMP
         optimizer.step(closure)
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast("cpu", enabled=False):
         test = (linear(test_z).argmax(1) == test_y).float().mean()
         train = (linear(train_z).argmax(1) == train_y).float().mean()
     return {"probe_top1": float(test), "probe_train_top1": float(train)}

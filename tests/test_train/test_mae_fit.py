@@ -84,6 +84,9 @@ def test_linear_probe_separates_separable_features():
     features = centres[labels] + torch.randn(90, 8, generator=generator)
     out = linear_probe(features[:60], labels[:60], features[60:], labels[60:], num_classes=3, steps=50)
     assert out["probe_top1"] == 1.0 and out["probe_train_top1"] == 1.0
+    # evaluation runs under the run's AMP: the probe itself stays in full precision
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert linear_probe(features[:60], labels[:60], features[60:], labels[60:], num_classes=3, steps=50) == out
     # labels unrelated to the features: the probe cannot generalise
     shuffled = labels[torch.randperm(90, generator=generator)]
     out = linear_probe(torch.randn(60, 8, generator=generator), shuffled[:60], torch.randn(30, 8, generator=generator),
