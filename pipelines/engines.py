@@ -71,8 +71,8 @@ def use_threads(direct: bool, inputs: int, workers: int) -> bool:
     ``open``/``readv``/``sha256``/``write``, which release the GIL, where re-encoding, decoded or
     in-line samples and other adapters spend their time in Python. Even then, two copying threads
     hand the GIL to each other at every system call (about seven per file), and every hand-off
-    wakes the other core: on 6,000 photos, two threads used 15-40% more CPU than one and reached
-    1.33-1.53x one worker, against 1.66-1.74x for two forked processes, whose cost is fixed
+    wakes the other core: on 6,000 photos (2 cores), two threads used 15-40% more CPU than one and
+    reached 1.33-1.53x one worker, against 1.66-1.74x for two forked processes, whose cost is fixed
     (~30 ms of CPU each to fork and exit a process that has imported torch). So threads serve
     small jobs only, up to :data:`THREAD_INPUTS_PER_WORKER` inputs per worker, where that fixed
     cost would dominate (a thread starts in microseconds).
@@ -83,6 +83,7 @@ def use_threads(direct: bool, inputs: int, workers: int) -> bool:
         workers: local workers (more than one).
     """
     return direct and inputs <= workers * THREAD_INPUTS_PER_WORKER
+
 
 _WORKER_SOURCE: dict[str, Adapter | None] = {}
 
