@@ -33,12 +33,11 @@ from torch import nn
 from pipelines.train.config import TrainConfig
 from pipelines.train.data import eval_loader, has_eval_data, shard_loader
 from pipelines.train.dist import unwrap
-from pipelines.train.files import write_bytes_atomic
 from pipelines.train.models.mae_model import MaskedAutoencoder, patchify, unpatchify
 from pipelines.train.models.vit_models import IMAGENET_MEAN, IMAGENET_STD, NAMED_ARCHS, build_vit, normalize_images
 from pipelines.train.robustness import EvalImageTransform
 from pipelines.train.task import Batch
-from pipelines.train.vit import TrainImageTransform, shapes_shards
+from pipelines.train.vit import TrainImageTransform, save_image_grid, shapes_shards
 
 __all__ = ["MAEConfig", "MAETask", "TASK", "build_mae", "encoder_step_ratio", "linear_probe", "small_scale_results"]
 
@@ -249,11 +248,6 @@ def _save_reconstructions(images: torch.Tensor, pred: torch.Tensor, mask: torch.
                           patch_size: int, cfg: MAEConfig, path: Path) -> None:
     """A PNG grid: one row per image -- original, visible patches, reconstruction (visible
     patches pasted back), with normalised-pixel predictions mapped back by each patch's statistics."""
-    from io import BytesIO
-
-    from PIL import Image
-    from torchvision.utils import make_grid
-
     target = patchify(normalized, patch_size)
     if cfg.norm_pix_loss:
         mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
@@ -267,11 +261,7 @@ def _save_reconstructions(images: torch.Tensor, pred: torch.Tensor, mask: torch.
     def to_uint8(x: torch.Tensor) -> torch.Tensor:
         return ((x * channel_std + channel_mean).clamp(0, 1) * 255).round().to(torch.uint8)
 
-    rows = torch.stack([images.cpu(), to_uint8(masked), to_uint8(pasted)], dim=1).flatten(0, 1)
-    grid = make_grid(rows, nrow=3, padding=2, pad_value=255)
-    buffer = BytesIO()
-    Image.fromarray(grid.permute(1, 2, 0).numpy()).save(buffer, format="PNG")
-    write_bytes_atomic(path, buffer.getvalue())
+    save_image_grid([images.cpu(), to_uint8(masked), to_uint8(pasted)], path)
 
 
 TASK = MAETask()

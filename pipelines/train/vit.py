@@ -75,6 +75,7 @@ __all__ = [
     "model_patch_size",
     "negative_patch_size",
     "negative_term",
+    "save_image_grid",
     "shapes_shards",
     "small_scale_results",
 ]
@@ -423,20 +424,29 @@ class _FirstBatch:
             yield batch
 
 
-def _save_patch_views(images: torch.Tensor, ops: Mapping[str, Any], path: Path, seed: int) -> None:
-    """A PNG grid: one row per image, columns clean then each patch view."""
+def save_image_grid(columns: list[torch.Tensor], path: Path, min_side: int = 96) -> None:
+    """Write a PNG grid: row ``i`` holds image ``i`` of each uint8 ``[B,3,H,W]`` column, scaled up
+    (nearest neighbour) so that small images are at least ``min_side`` pixels high."""
     from io import BytesIO
 
     from PIL import Image
     from torchvision.utils import make_grid
 
-    generator = torch.Generator().manual_seed(seed)
-    columns = [images.cpu()] + [op(images.cpu(), generator=generator) for op in ops.values()]
-    cells = torch.stack(columns, dim=1).flatten(0, 1)
+    cells = torch.stack([c.cpu() for c in columns], dim=1).flatten(0, 1)
+    scale = max(1, -(-min_side // cells.shape[-2]))
+    if scale > 1:
+        cells = cells.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
     grid = make_grid(cells, nrow=len(columns), padding=2, pad_value=255)
     buffer = BytesIO()
     Image.fromarray(grid.permute(1, 2, 0).numpy()).save(buffer, format="PNG")
     write_bytes_atomic(path, buffer.getvalue())
+
+
+def _save_patch_views(images: torch.Tensor, ops: Mapping[str, Any], path: Path, seed: int) -> None:
+    """A PNG grid: one row per image, columns clean then each patch view."""
+    generator = torch.Generator().manual_seed(seed)
+    images = images.cpu()
+    save_image_grid([images] + [op(images, generator=generator) for op in ops.values()], path)
 
 
 TASK = ViTTask()
