@@ -28,9 +28,11 @@ def _imported_modules(path: Path) -> set[str]:
     return names
 
 
-def test_the_manifest_and_the_unit_of_work_import_no_driver():
+def test_the_reading_side_and_the_unit_of_work_import_no_writer_or_driver():
     # readers share pipelines.manifest with the writer; the worker side never imports the driver
-    assert not _imported_modules(PIPELINES / "manifest.py") & {"pipelines.writer", "pipelines.build", "pipelines.loader"}
+    for reader in ("manifest.py", "loader.py", "verify.py", "hf.py"):
+        assert not _imported_modules(PIPELINES / reader) & {"pipelines.writer", "pipelines.build"}, reader
+    assert "pipelines.loader" not in _imported_modules(PIPELINES / "manifest.py")
     assert not _imported_modules(PIPELINES / "unit.py") & {"pipelines.build", "pipelines.engines"}
     assert not _imported_modules(PIPELINES / "engines.py") & {"pipelines.build"}
     assert not (PIPELINES / "demo.py").exists()  # the demo flow lives in datafactory.demo
