@@ -126,8 +126,8 @@ def run_demo(config: DemoConfig = DemoConfig(), *, progress: bool = True) -> dic
     preview = out / "preview.png"
     preview_grid(samples, dataset.classes, columns=config.columns, scale=config.scale).save(preview)
     shards = demo_roundtrip(out / "shards", size=config.shard_samples, max_count=config.max_count,
-                                      batch_size=config.batch_size, seed=config.seed, progress=progress,
-                                      overwrite=True)  # the demo owns its output folder
+                            batch_size=config.batch_size, seed=config.seed, progress=progress,
+                            overwrite=True)  # the demo owns its output folder
     summary = {
         "samples": len(samples),
         "classes": {name: sum(s["label"] == i for s in samples) for i, name in enumerate(dataset.classes)},
