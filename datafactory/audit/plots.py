@@ -1,8 +1,8 @@
 """The audit's figures as PNG bytes (matplotlib, Agg canvas, no pyplot state).
 
-Strings that come from data (class names, keys) are drawn as plain text: matplotlib's math
-parser is off for every figure (``text.parse_math``), so a class called ``$\\frac{`` is a label,
-not a crash or a formula.
+Strings that come from data (class names, keys) are drawn as plain text: every text artist that
+shows one is created with ``parse_math=False``, so a class called ``$\\frac{`` is a label, not
+a crash or a formula (matplotlib's own tick labels keep their math, e.g. ``2^4`` on log axes).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ __all__ = [
     "thumbnails_figure",
 ]
 
-_RC = {"text.parse_math": False, "text.usetex": False, "font.size": 9}
+_RC = {"text.usetex": False, "font.size": 9}
+_PLAIN = {"parse_math": False}  # for text that comes from data
 _MAX_BARS = 60  # more classes than this: sorted counts as a curve
 _MAX_POINTS = 20_000  # scatter points per split
 _COLOURS = ("#3465a4", "#cc0000", "#4e9a06", "#f57900", "#75507b")
@@ -97,7 +98,7 @@ def class_histogram_figure(labels: Mapping[str, Mapping[str, Any]]) -> Any:
             top.set_yscale("log")
         else:
             axis = bottom if bottom is not None else top
-            axis.set_xticks(np.arange(len(names)) + width * (len(entries) - 1) / 2, names, rotation=60, ha="right")
+            axis.set_xticks(np.arange(len(names)) + width * (len(entries) - 1) / 2, names, rotation=60, ha="right", **_PLAIN)
         top.set_ylabel("positive samples" if multilabel else "samples")
         top.set_title("labels per class" + (" (multi-label: positives)" if multilabel else ""))
         top.legend()
@@ -159,8 +160,8 @@ def _mosaic_figure(canvas: np.ndarray, labels: Sequence[str], cell: int, gap: in
     axis.imshow(canvas, interpolation="nearest")
     axis.set_axis_off()
     for row, label in enumerate(labels):
-        axis.text(-gap, gap + row * (cell + gap) + cell / 2, label, ha="right", va="center", fontsize=8)
-    figure.suptitle(title, y=1 - 0.15 / (height / dpi + 0.5))
+        axis.text(-gap, gap + row * (cell + gap) + cell / 2, label, ha="right", va="center", fontsize=8, **_PLAIN)
+    figure.suptitle(title, y=1 - 0.15 / (height / dpi + 0.5), **_PLAIN)
     return figure
 
 
@@ -206,8 +207,8 @@ def cooccurrence_figure(matrix: Sequence[Sequence[int]], names: Sequence[str], t
         figure = _figure(size + 1, size, constrained=True)
         axis = figure.subplots(1, 1)
         shown = axis.imshow(np.log1p(data), cmap="viridis")
-        axis.set_xticks(range(len(names)), [_short(n, 20) for n in names], rotation=70, ha="right")
-        axis.set_yticks(range(len(names)), [_short(n, 20) for n in names])
+        axis.set_xticks(range(len(names)), [_short(n, 20) for n in names], rotation=70, ha="right", **_PLAIN)
+        axis.set_yticks(range(len(names)), [_short(n, 20) for n in names], **_PLAIN)
         figure.colorbar(shown, ax=axis, label="log(1 + samples positive for both)")
-        axis.set_title(title)
+        axis.set_title(title, **_PLAIN)
         return figure

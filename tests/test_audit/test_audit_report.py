@@ -88,7 +88,7 @@ class _Links(html.parser.HTMLParser):
 
 
 def test_report_is_self_contained_and_escapes_hostile_names(planted, tmp_path):
-    hostile = '<img src=javascript:x onerror="alert(1)">&<script>'  # a folder name: no slash
+    hostile = '$\\frac{$<img src=javascript:x onerror="alert(1)">&<script>'  # a folder name: no slash; math for matplotlib
     (planted["train"] / "alpha").rename(planted["train"] / hostile)
     (planted["test"] / "alpha").rename(planted["test"] / hostile)
     out = tmp_path / "report"
@@ -98,7 +98,7 @@ def test_report_is_self_contained_and_escapes_hostile_names(planted, tmp_path):
     parser = _Links()
     parser.feed(page)
     assert "script" not in parser.tags and "img" in parser.tags  # the hostile class name is text, not a tag
-    assert "&lt;img src=javascript:x onerror=&quot;alert(1)&quot;&gt;&amp;&lt;script&gt;" in page
+    assert "$\\frac{$&lt;img src=javascript:x onerror=&quot;alert(1)&quot;&gt;&amp;&lt;script&gt;" in page
     assert parser.links, "the report shows its figures"
     written = {p.name for p in out.iterdir()}
     for link in parser.links:
