@@ -19,7 +19,8 @@ outside:
 * the nearest neighbours: the same LP over the ``k = max(32, 4(d+1))`` training vectors nearest
   to ``x`` only. Their hull lies inside the full hull, so a feasible small LP proves ``x`` inside
   (in low dimension, where most points are inside, this replaces an LP over all ``N`` columns by
-  one over ``k``); an infeasible one decides nothing.
+  one over ``k``); an infeasible one decides nothing, and the hyperplane search then goes on
+  for more steps (1,024 in all) before the full LP.
 
 No shortcut can answer differently from the full LP (up to its tolerance), and a point they cannot
 decide goes to the full LP, so the answer is the LP's. The data are centred and scaled into ``[-1, 1]`` first (membership is
@@ -39,6 +40,7 @@ __all__ = ["HullResult", "hull_membership", "in_hull"]
 #: the LP's primal feasibility tolerance, and the margin the shortcuts leave it (scaled data)
 FEASIBILITY_TOLERANCE = 1e-9
 _SEPARATION_STEPS = 64
+_MORE_SEPARATION_STEPS = 1024
 _MIN_NEIGHBOURS = 32
 
 
@@ -183,6 +185,9 @@ def hull_membership(train: object, test: object, *, shortcuts: bool = True, prog
                     inside[row] = True
                     decided["neighbours"] += 1
                     continue
+            if _separated(train, point, distances, _MORE_SEPARATION_STEPS):  # not inside nearby: look harder
+                decided["hyperplane"] += 1
+                continue
         began = time.perf_counter()
         inside[row] = _lp_inside(train, point, f"test vector {row}")
         lp_seconds += time.perf_counter() - began
