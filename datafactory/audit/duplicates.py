@@ -31,7 +31,8 @@ from datafactory.audit.scan import SplitScan
 __all__ = ["embedding_pairs", "exact_duplicates", "phash_pairs"]
 
 
-def exact_duplicates(scans: Sequence[SplitScan], attribute: str, max_listed: int) -> tuple[dict[str, Any], list[list[tuple[int, int]]]]:
+def exact_duplicates(scans: Sequence[SplitScan], attribute: str,
+                     max_listed: int) -> tuple[dict[str, Any], list[list[tuple[int, int]]]]:
     """Groups of samples with equal digests (``attribute``: ``"byte_digests"`` or ``"pixel_digests"``).
 
     Returns:
@@ -71,7 +72,8 @@ def _multilabel(scan: SplitScan) -> dict[int, np.ndarray]:
     return dict(zip(scan.multilabel_rows, scan.multilabels))
 
 
-def _label_conflict(a: SplitScan, row_a: int, b: SplitScan, row_b: int, ml_a: Mapping[int, np.ndarray], ml_b: Mapping[int, np.ndarray]) -> bool:
+def _label_conflict(a: SplitScan, row_a: int, b: SplitScan, row_b: int,
+                    ml_a: Mapping[int, np.ndarray], ml_b: Mapping[int, np.ndarray]) -> bool:
     la, lb = a.labels[row_a], b.labels[row_b]
     if la is not None and lb is not None and la != lb:
         return True
@@ -128,7 +130,8 @@ def phash_pairs(query: SplitScan, index: SplitScan | None, threshold: int, bands
     return summary, rows_q, rows_i, distance
 
 
-def embedding_pairs(query: SplitScan, index: SplitScan, threshold: float, max_listed: int) -> tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray]:
+def embedding_pairs(query: SplitScan, index: SplitScan, threshold: float,
+                    max_listed: int) -> tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray]:
     """Near-duplicate pairs by cosine similarity of embeddings (``query`` against ``index``), most similar first."""
     from datafactory.audit.embed import cosine_pairs
 
@@ -137,5 +140,6 @@ def embedding_pairs(query: SplitScan, index: SplitScan, threshold: float, max_li
     rows_q = np.asarray(query.embedding_rows, dtype=np.int64)[q[order]]
     rows_i = np.asarray(index.embedding_rows, dtype=np.int64)[i[order]]
     similarity = similarity[order]
-    summary = {"threshold": threshold, **_summary(query, index, rows_q, rows_i, np.round(similarity, 6), "similarity", max_listed, False)}
+    summary = {"threshold": threshold,
+               **_summary(query, index, rows_q, rows_i, np.round(similarity, 6), "similarity", max_listed, False)}
     return summary, rows_q, rows_i, similarity

@@ -102,7 +102,8 @@ class Embedder:
         return self.embed_prepared(torch.stack([prepare_image(image, self.size) for image in images]))
 
 
-def cosine_pairs(queries: np.ndarray, index: np.ndarray, threshold: float, *, self_join: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def cosine_pairs(queries: np.ndarray, index: np.ndarray, threshold: float, *,
+                 self_join: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(query i, index j, similarity)`` for every pair with cosine similarity >= ``threshold``.
 
     Args:

@@ -145,7 +145,8 @@ def _labels(data: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
             parts.append(f"<h3>{_e(name)}: classes</h3><p>{single['labelled']} labelled, {single['unlabelled']} without a "
                          f"label; imbalance ratio (largest / smallest class) {_number(single['imbalance_ratio'])}; empty "
                          f"classes: {_e(', '.join(single['empty_classes']) or 'none')}</p>")
-            parts.append(_table(["index", "class", "samples"], [[c["index"], c["name"], c["count"]] for c in single["classes"]], {0, 2}))
+            parts.append(_table(["index", "class", "samples"],
+                                [[c["index"], c["name"], c["count"]] for c in single["classes"]], {0, 2}))
         if multi is not None:
             parts.append(f"<h3>{_e(name)}: multi-label</h3><p>unlabelled share (NaN) {_number(multi['unlabelled_share'])}; "
                          f"samples without any label {multi['samples_without_any_label']}; imbalance ratio of positives "
@@ -167,7 +168,8 @@ def _images(data: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
         parts.append(f"<h3>{_e(name)}</h3><p>{stats['images']} images, {stats['distinct_sizes']} distinct sizes; channels "
                      f"{_e(stats['channels'])}; bit depths {_e(stats['bit_depths'])}</p>")
         parts.append(_table(["", "min", "median", "max"], ranges, {1, 2, 3}))
-        parts.append(_table(["width", "height", "images"], [[s["width"], s["height"], s["count"]] for s in stats["top_sizes"]], {0, 1, 2}))
+        parts.append(_table(["width", "height", "images"],
+                            [[s["width"], s["height"], s["count"]] for s in stats["top_sizes"]], {0, 1, 2}))
         parts.append(_figure(figures, f"thumbnails_{name}", f"{name} thumbnails per class"))
     return "".join(parts)
 
@@ -191,8 +193,8 @@ def _interpolation(data: Mapping[str, Any], figures: Mapping[str, bytes]) -> str
     result = data["interpolation"]
     if result is None:
         return "<p>not run (it needs two splits and <code>hull_dims</code>)</p>"
-    rows = [[d, a, r, i, result["n_test"], f"bbox {k['bbox']}, hyperplane {k['hyperplane']}, neighbour LP {k['neighbours']}, LP {k['lp']}"]
-            for d, a, r, i, k in zip(result["dims"], result["actual_dims"], result["rates"], result["inside"], result["decided_by"])]
+    columns = zip(result["dims"], result["actual_dims"], result["rates"], result["inside"], result["decided_by"])
+    rows = [[d, a, r, i, result["n_test"], ", ".join(f"{how} {n}" for how, n in k.items())] for d, a, r, i, k in columns]
     return (f"<p>Convex-hull membership (LP feasibility, HiGHS) of {result['n_test']} test images in the hull of "
             f"{result['n_train']} training images, reduced by <code>{_e(result['reduce'])}</code> "
             "(Balestriero, Pesenti and LeCun, 2021).</p>"

@@ -76,7 +76,8 @@ def _labels(scan: SplitScan) -> dict[str, Any]:
     multi = None
     if scan.multilabels:
         width = len(scan.multilabels[0])
-        multi = multilabel_statistics(np.stack(scan.multilabels), names if names is not None and len(names) == width else None)
+        multi = multilabel_statistics(np.stack(scan.multilabels),
+                                      names if names is not None and len(names) == width else None)
     return {"single": single, "multi": multi}
 
 
@@ -92,13 +93,18 @@ def _sample_picture(scan: SplitScan, row: int, side: int) -> np.ndarray | None:
     return thumbnail(image, side) if isinstance(image, torch.Tensor) and image.ndim == 3 else None
 
 
-def _shown_pairs(scans: list[SplitScan], exact_groups: list[list[tuple[int, int]]], near: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]],
-                 limit: int) -> list[tuple[int, int, int, int, str]]:
+_Pair = tuple[int, int, int, int, str]  # split a, row a, split b, row b, caption
+
+
+def _shown_pairs(scans: list[SplitScan], exact_groups: list[list[tuple[int, int]]],
+                 near: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]], limit: int) -> list[_Pair]:
     """Which pairs to draw: ``(split a, row a, split b, row b, caption)``; exact groups across
     splits first (a third of the room at most), then near pairs, the largest distances first
     (the ones that tell whether the threshold is right)."""
-    chosen: list[tuple[int, int, int, int, str]] = []
+    chosen: list[_Pair] = []
     seen: set[tuple[int, int, int, int]] = set()
+    if limit <= 0:
+        return chosen
     for group in exact_groups:
         if len(chosen) >= max(1, limit // 3):
             break
@@ -117,7 +123,7 @@ def _shown_pairs(scans: list[SplitScan], exact_groups: list[list[tuple[int, int]
     return chosen
 
 
-def _figures(scans: list[SplitScan], data: dict[str, Any], shown: list[tuple[int, int, int, int, str]],
+def _figures(scans: list[SplitScan], data: dict[str, Any], shown: list[_Pair],
              interpolation: dict[str, Any] | None, config: AuditConfig) -> dict[str, bytes]:
     from datafactory.audit import plots
 
@@ -146,7 +152,8 @@ def _figures(scans: list[SplitScan], data: dict[str, Any], shown: list[tuple[int
         pictures = []
         for na, ra, nb, rb, caption in shown:
             a, b = _sample_picture(scans[na], ra, side), _sample_picture(scans[nb], rb, side)
-            pictures.append((a, b, f"{scans[na].name} {scans[na].keys[ra]}", f"{scans[nb].name} {scans[nb].keys[rb]} ({caption})"))
+            pictures.append((a, b, f"{scans[na].name} {scans[na].keys[ra]}",
+                             f"{scans[nb].name} {scans[nb].keys[rb]} ({caption})"))
         figures["duplicate_pairs"] = plots.figure_png(plots.pairs_figure(pictures, "duplicate pairs (left | right)"))
     if interpolation is not None:
         figures["interpolation"] = plots.figure_png(plots.interpolation_figure([interpolation]))
@@ -194,23 +201,7 @@ def audit(
     sources = [AuditSource(train, names[0], config.on_error)]
     if test is not None:
         sources.append(AuditSource(test, names[1], config.on_error))
-    embedder = None
-    if config.embedding_model is not None:
-        from datafactory.audit.embed import Embedder
-
-        embedder = Embedder(config.embedding_model, config.embedding_weights, size=config.embedding_size,
-                            device=config.embedding_device)
-    rng = np.random.default_rng(config.seed)
-    hull = bool(config.hull_dims) and test is not None
-    scans = []
-    for number, source in enumerate(sources):
-        count = config.hull_train if number == 0 else config.hull_test
-        options = ScanOptions(
-            thumbnails_per_class=config.thumbnails_per_class, thumbnail_classes=config.thumbnail_classes,
-            hull_positions=_positions(len(source), count, rng) if hull else frozenset(),
-            hull_resolution=config.hull_resolution, embedder=embedder, progress=progress,
-        )
-        scans.append(scan_split(source, options))
+    scans = _scan(sources, config, progress)
 
     from datafactory import __version__
 
@@ -220,39 +211,18 @@ def audit(
     exact_bytes, _ = exact_duplicates(scans, "byte_digests", listed)
     exact_pixels, pixel_groups = exact_duplicates(scans, "pixel_digests", listed)
     data["exact_duplicates"] = {"bytes": exact_bytes, "pixels": exact_pixels}
-    near_summary: dict[str, Any] = {"across": None, "within": None}
-    near_drawn = []
-    if len(scans) == 2:
-        summary, rows_q, rows_i, distance = phash_pairs(scans[1], scans[0], config.threshold, config.bands, listed)
-        near_summary["across"] = summary
-        near_drawn.append((1, 0, rows_q, rows_i, distance))
-    if config.near_within or len(scans) == 1:
-        near_summary["within"] = {}
-        for number, scan in enumerate(scans):
-            summary, rows_q, rows_i, distance = phash_pairs(scan, None, config.threshold, config.bands, listed)
-            near_summary["within"][scan.name] = summary
-            near_drawn.append((number, number, rows_q, rows_i, distance))
-    data["near_duplicates"] = {"phash": near_summary, "embedding": None}
-    if embedder is not None and len(scans) == 2:
-        summary, *_ = embedding_pairs(scans[1], scans[0], config.embedding_threshold, listed)
-        data["near_duplicates"]["embedding"] = {"model": config.embedding_model, "weights": config.embedding_weights, **summary}
+    data["near_duplicates"], near_drawn = _near_duplicates(scans, config)
     data["labels"] = {scan.name: _labels(scan) for scan in scans}
     data["images"] = {scan.name: image_statistics(scan.width, scan.height, scan.channels, scan.bits) for scan in scans}
     data["corrupt"] = {scan.name: {"count": len(scan.corrupt), "listed": scan.corrupt[:listed],
                                    "truncated": len(scan.corrupt) > listed} for scan in scans}
     data["shards"] = {scan.name: [t.record() for t in scan.source.tallies] if scan.source.kind == "shards" else None
                       for scan in scans}
-    interpolation = None
-    if hull and scans[0].hull_images and scans[1].hull_images:
-        from datafactory.audit.interpolation import interpolation_rate
-
-        result = interpolation_rate(torch.stack(scans[0].hull_images), torch.stack(scans[1].hull_images),
-                                    list(config.hull_dims), reduce=config.hull_reduce, progress=progress)
-        interpolation = result.to_dict()
-    data["interpolation"] = interpolation
-    # exact groups spanning the splits are drawn first, then within-split ones
-    shown = _shown_pairs(scans, pixel_groups, near_drawn, config.pairs_shown)
-    figures = _figures(scans, data, shown, interpolation, config) if out is not None else {}
+    data["interpolation"] = _interpolation(scans, config, progress)
+    figures: dict[str, bytes] = {}
+    if out is not None:
+        shown = _shown_pairs(scans, pixel_groups, near_drawn, config.pairs_shown)
+        figures = _figures(scans, data, shown, data["interpolation"], config)
     data["figures"] = {name: f"{name}.png" for name in figures}
     report = AuditReport(data, figures)
     if out is not None:
@@ -260,3 +230,57 @@ def audit(
 
         report.out = write_report(out, data, figures)
     return report
+
+
+def _scan(sources: list[AuditSource], config: AuditConfig, progress: bool) -> list[SplitScan]:
+    """Scan each split once; the hull test's samples are drawn (seeded) before reading."""
+    embedder = None
+    if config.embedding_model is not None:
+        from datafactory.audit.embed import Embedder
+
+        embedder = Embedder(config.embedding_model, config.embedding_weights, size=config.embedding_size,
+                            device=config.embedding_device)
+    rng = np.random.default_rng(config.seed)
+    hull = bool(config.hull_dims) and len(sources) == 2
+    scans = []
+    for number, source in enumerate(sources):
+        count = config.hull_train if number == 0 else config.hull_test
+        options = ScanOptions(
+            thumbnails_per_class=config.thumbnails_per_class, thumbnail_classes=config.thumbnail_classes,
+            hull_positions=_positions(len(source), count, rng) if hull else frozenset(),
+            hull_resolution=config.hull_resolution, embedder=embedder, progress=progress,
+        )
+        scans.append(scan_split(source, options))
+    return scans
+
+
+def _near_duplicates(scans: list[SplitScan], config: AuditConfig) -> tuple[dict[str, Any], list[Any]]:
+    """The near-duplicate section, and the pHash pairs found (for the figure)."""
+    phash: dict[str, Any] = {"across": None, "within": None}
+    drawn = []
+    if len(scans) == 2:
+        summary, rows_q, rows_i, distance = phash_pairs(scans[1], scans[0], config.threshold, config.bands, config.max_listed)
+        phash["across"] = summary
+        drawn.append((1, 0, rows_q, rows_i, distance))
+    if config.near_within or len(scans) == 1:
+        phash["within"] = {}
+        for number, scan in enumerate(scans):
+            summary, rows_q, rows_i, distance = phash_pairs(scan, None, config.threshold, config.bands, config.max_listed)
+            phash["within"][scan.name] = summary
+            drawn.append((number, number, rows_q, rows_i, distance))
+    embedding = None
+    if config.embedding_model is not None and len(scans) == 2:
+        summary, *_ = embedding_pairs(scans[1], scans[0], config.embedding_threshold, config.max_listed)
+        embedding = {"model": config.embedding_model, "weights": config.embedding_weights, **summary}
+    return {"phash": phash, "embedding": embedding}, drawn
+
+
+def _interpolation(scans: list[SplitScan], config: AuditConfig, progress: bool) -> dict[str, Any] | None:
+    """The hull test on the sampled images, when asked for and both splits gave some."""
+    if not config.hull_dims or len(scans) != 2 or not scans[0].hull_images or not scans[1].hull_images:
+        return None
+    from datafactory.audit.interpolation import interpolation_rate
+
+    result = interpolation_rate(torch.stack(scans[0].hull_images), torch.stack(scans[1].hull_images),
+                                list(config.hull_dims), reduce=config.hull_reduce, progress=progress)
+    return result.to_dict()
