@@ -18,7 +18,7 @@ import torch
 
 from datafactory.audit.hashing import bytes_digest, grey_thumbnail, phash_from_grey, pixel_digest
 from datafactory.audit.sources import AuditSource
-from loaders import CODECS, CodecError, decode_sample
+from loaders import CODECS, CodecError, SampleError, decode_sample
 
 __all__ = ["ScanOptions", "SplitScan", "image_suffix", "scan_split", "thumbnail", "to_rgb_float"]
 
@@ -111,7 +111,8 @@ def thumbnail(image: torch.Tensor, side: int) -> np.ndarray:
     return array[..., 0] if array.shape[2] == 1 else array
 
 
-def _thumbnail_classes(scan: SplitScan, label: int | None, labels: np.ndarray | None, names: Sequence[str] | None) -> list[str]:
+def _thumbnail_classes(label: int | None, labels: np.ndarray | None, names: Sequence[str] | None) -> list[str]:
+    """The classes a sample's thumbnail may stand for: its label, its positive labels, or none."""
     if label is not None:
         return [names[label] if names is not None and 0 <= label < len(names) else str(label)]
     if labels is not None:
@@ -169,10 +170,10 @@ class _Scanner:
             if self.label_width is None:
                 self.label_width = len(labels)
             elif len(labels) != self.label_width:
-                reason = f"key {item.key!r}: labels has {len(labels)} entries, earlier samples have {self.label_width}"
+                error = SampleError(f"labels has {len(labels)} entries, earlier samples have {self.label_width}", key=item.key)
                 if self.source.on_error == "raise":
-                    raise ValueError(reason)
-                self.corrupt(item, reason)
+                    raise error
+                self.corrupt(item, str(error))
                 return
         scan, row = self.scan, self.scan.read
         label = decoded.get("label")
@@ -201,7 +202,7 @@ class _Scanner:
         if len(self.grey) >= _HASH_BATCH:
             self.hash_pending()
         options = self.options
-        _add_thumbnail(scan, _thumbnail_classes(scan, scan.labels[-1], labels, self.names), image, options)
+        _add_thumbnail(scan, _thumbnail_classes(scan.labels[-1], labels, self.names), image, options)
         if ordinal in options.hull_positions:
             scan.hull_images.append(to_rgb_float(image, options.hull_resolution))
         if options.embedder is not None:

@@ -24,10 +24,10 @@ from typing import Any
 
 from loaders import Adapter, SampleError, check_on_error, dataset_factory
 from loaders.schema import KEY
-from pipelines import SourceSpec
+from pipelines import ShardError, SourceSpec
 from pipelines.loader import check_suffixes
 from pipelines.manifest import read_index, read_json, sidecar_name
-from pipelines.tario import ShardError, iter_shard_samples
+from pipelines.tario import iter_shard_samples
 
 __all__ = ["AuditSource", "Item", "ShardTally"]
 
@@ -100,9 +100,8 @@ class AuditSource:
         elif isinstance(data, (str, os.PathLike)):
             self._shards = read_index(data)  # hostile names and counts refused here
             self.kind = "shards"
-            self.tallies = [
-                ShardTally(s.name, s.count, s.entry.get("bytes"), self._build_skipped(s.name)) for s in self._shards.shards
-            ]
+            self.tallies = [ShardTally(s.name, s.count, s.entry.get("bytes"), self._build_skipped(s.name))
+                            for s in self._shards.shards]
         else:
             raise TypeError(
                 f"source {self.name!r} must be a shard folder path, a loaders.Adapter or a pipelines.SourceSpec, "
