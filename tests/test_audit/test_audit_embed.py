@@ -48,3 +48,18 @@ def test_audit_with_embeddings_reports_the_exact_copies(planted):
     pairs = {(p["query"], p["match"]) for p in embedding["listed"]}
     expected = planted["expected"]
     assert {("alpha/copy_bytes", expected["alpha/copy_bytes"]), ("beta/copy_pixels", expected["beta/copy_pixels"])} <= pairs
+
+
+def test_interpolation_rate_in_embedding_space(pictures):
+    from datafactory.audit import interpolation_rate
+
+    torch.manual_seed(0)
+    embedder = Embedder("mobilenet_v3_small", None, size=32)
+    images = torch.stack([torch.from_numpy(pictures.photo(s, 32)).permute(2, 0, 1) for s in range(24)])
+    result = interpolation_rate(images[:20], images[20:], dims=[1, 1024], embedder=embedder)
+    assert result.reduce == "first" and result.actual_dims == [1, 1024] and "mobilenet_v3_small" in result.embedder
+    assert result.rates[1] == 0.0  # 20 points span at most 19 of 1024 dimensions
+    # a training image is inside (a vertex) in embedding space too -- given the same embedding; embedded in
+    # another batch it may differ by float32 rounding, which takes it off a 19-dimensional hull in 1024-d
+    vectors = embedder.embed(list(images))
+    assert interpolation_rate(vectors[:20], vectors[:2], dims=[1024]).rates == [1.0]
