@@ -171,8 +171,8 @@ def interpolation_rate(
     if isinstance(dims, (int, np.integer)):
         dims = [int(dims)]
     dims = list(dims)
-    if not dims:
-        raise ValueError("dims must list at least one number of dimensions")
+    if not dims or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1 for d in dims):
+        raise ValueError(f"dims must list at least one number of dimensions (ints >= 1), got {dims!r}")
     result = InterpolationResult(dims=[int(d) for d in dims], actual_dims=[], rates=[], inside=[],
                                  n_train=_count(train), n_test=_count(test), reduce=reduce,
                                  embedder=None if embedder is None else repr(embedder))

@@ -17,19 +17,20 @@ __all__ = ["register", "resolve_source"]
 
 
 def resolve_source(token: str, root: str | None, options: dict[str, Any]) -> Any:
-    """A shard folder path, or a :class:`pipelines.SourceSpec` for ``NAME[:SPLIT]``."""
+    """A shard folder path (it holds ``index.json``), else a :class:`pipelines.SourceSpec` for a
+    registered ``NAME[:SPLIT]``; a folder that is neither gets a hint to use the ``folder`` dataset."""
     import loaders
     from pipelines import SourceSpec
 
     path = Path(token)
     if path.name == "index.json" or (path / "index.json").exists():
         return token
-    if path.is_dir():
-        raise ValueError(f"{token!r} has no index.json, so it is not a shard set; for a folder of images use the "
-                         f"registered dataset: datafactory audit folder --root {token}")
     name, _, split = token.partition(":")
     if name in loaders.list_datasets():
         return SourceSpec(name, root, split or None, options)
+    if path.is_dir():
+        raise ValueError(f"{token!r} has no index.json, so it is not a shard set; for a folder of images use the "
+                         f"registered dataset: datafactory audit folder --root {token}")
     raise ValueError(f"source {token!r} is neither a shard folder nor a registered dataset NAME[:SPLIT]; "
                      f"known datasets: {', '.join(loaders.list_datasets())}")
 

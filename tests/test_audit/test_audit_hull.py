@@ -145,6 +145,8 @@ def test_interpolation_rate_on_vectors_and_images():
         interpolation_rate(images[:20], images[20:])
     with pytest.raises(ValueError, match="does not apply"):
         interpolation_rate(train, test, dims=[2], reduce="crop")
+    with pytest.raises(ValueError, match="ints >= 1"):
+        interpolation_rate(train, test, dims=[2, "4"])
     with pytest.raises(ValueError, match="reduce must be one of"):
         interpolation_rate(train, test, dims=[2], reduce="pca")
 
