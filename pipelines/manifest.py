@@ -51,6 +51,7 @@ __all__ = [
     "sidecar_name",
     "stats_name",
     "write_all",
+    "write_atomic",
     "write_json",
 ]
 
@@ -128,21 +129,30 @@ def write_all(fd: int, data: Any, path: Path | str) -> None:
         raise OSError(error.errno, error.strerror or str(error), str(path)) from None
 
 
-def write_json(path: Path, value: Any) -> None:
-    """Write JSON deterministically (sorted keys) under a new temporary name (created
-    exclusively), then rename it over ``path`` unless that is a symlink or not a regular file."""
-    text = json.dumps(value, sort_keys=True, indent=1, ensure_ascii=False)
-    temporary = path.with_name(f".{path.name}.{new_run_id()}.tmp")
+def write_atomic(path: str | os.PathLike, data: bytes, *, sync: bool = False) -> Path:
+    """Write ``data`` under a new temporary name (created exclusively), then rename it over
+    ``path`` unless that is a symlink or not a regular file (``sync``: fsync before the rename)."""
+    target = Path(path)
+    temporary = target.with_name(f".{target.name}.{new_run_id()}.tmp")
     fd = create_temporary(temporary)
     try:
         try:
-            write_all(fd, (text + "\n").encode("utf-8"), path)
+            write_all(fd, data, target)
+            if sync:
+                os.fsync(fd)
         finally:
             os.close(fd)
-        place(temporary, path)
+        place(temporary, target)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+    return target
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Write JSON deterministically (sorted keys) with :func:`write_atomic`."""
+    text = json.dumps(value, sort_keys=True, indent=1, ensure_ascii=False)
+    write_atomic(path, (text + "\n").encode("utf-8"))
 
 
 # -- reading --------------------------------------------------------------------------------------

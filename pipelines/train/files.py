@@ -10,25 +10,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipelines.manifest import create_temporary, new_run_id, place, write_all
+from pipelines.manifest import write_atomic
 
 __all__ = ["write_bytes_atomic"]
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, sync: bool = False) -> Path:
     """Write ``data`` to ``path`` atomically (``sync``: fsync before the rename)."""
-    target = Path(path)
-    temporary = target.with_name(f".{target.name}.{new_run_id()}.tmp")
-    fd = create_temporary(temporary)
-    try:
-        try:
-            write_all(fd, data, target)
-            if sync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        place(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return target
+    return write_atomic(path, data, sync=sync)

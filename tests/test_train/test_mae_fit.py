@@ -19,14 +19,8 @@ ENCODER = ["image_size=32", "patch_size=4", "depth=1", "hidden_dim=32", "num_hea
 TINY = [*ENCODER, "decoder_dim=16", "decoder_depth=1", "decoder_heads=2", "batch_size=16", "progress=false"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy machine a second thread that
-    loses its core stalls every matmul: run these tests on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# tiny models run faster on one intra-op thread (the conftest's one_thread fixture)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
