@@ -16,6 +16,7 @@ TRAINERS: dict[str, str] = {
     "vit": "pipelines.train.vit:TASK",
     "mae": "pipelines.train.mae:TASK",
     "cxr": "pipelines.train.cxr:TASK",
+    "vatt": "pipelines.train.vatt:TASK",
 }
 
 
