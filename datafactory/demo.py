@@ -3,8 +3,11 @@
 It renders a split of the ``shapes`` dataset (see :mod:`loaders.shapes`), checks the colour
 oracle against the rendered part masks and writes a preview grid (image | parts overlaid, class
 name); then it builds WebDataset shards of the training split, verifies them and reads one epoch
-back through the streaming loader (:func:`demo_roundtrip`, also usable on its own in tutorials).
-Later stages (augmentation, training, DatasetGAN) plug in as further steps.
+back through the streaming loader (:func:`demo_roundtrip`, also usable on its own in tutorials);
+then it trains the bundled ``segment`` (U-Net on the part masks) and ``vit`` (ViT-tiny with
+P-Shuffle negatives) trainers for a few epochs on those shards and evaluates them on shards of the
+validation split (:func:`demo_training`). The runs are short: they show the flow and its outputs
+(run folders, metrics, prediction PNGs), not the accuracy a real run reaches.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import torch
 import loaders
 from pipelines import build_shards, make_loader, verify_shards
 
-__all__ = ["DemoConfig", "PART_COLOURS", "demo_roundtrip", "oracle_agreement", "preview_grid", "run_demo"]
+__all__ = ["DemoConfig", "PART_COLOURS", "demo_roundtrip", "demo_training", "oracle_agreement", "preview_grid", "run_demo"]
 
 #: overlay colours for the part classes (background is left transparent)
 PART_COLOURS = ("#000000", "#ff2d2d", "#2d6bff", "#ffe600")
@@ -40,6 +43,8 @@ class DemoConfig:
     shard_samples: int = 256
     max_count: int = 64
     batch_size: int = 32
+    val_samples: int = 64
+    train_epochs: int = 3
 
 
 def oracle_agreement(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -113,6 +118,46 @@ def demo_roundtrip(out_dir: str | os.PathLike, *, size: int = 256, max_count: in
             "image_batch_shape": shape}
 
 
+def demo_training(train_shards: str | os.PathLike, eval_shards: str | os.PathLike, out_dir: str | os.PathLike, *,
+                  epochs: int = 3, seed: int = 0, progress: bool = False) -> dict[str, dict[str, Any]]:
+    """Short ``segment`` and ``vit`` runs on ``shapes`` shards (64 px images with part masks).
+
+    ``segment``: a small U-Net (16 channels, 3 levels) on 48 px resized images, cross-entropy,
+    EMA 0.98. ``vit``: a ViT-tiny (32 px, patch 8, 4 blocks of width 96) with P-Shuffle negatives
+    and the L2 loss of Qin et al. (2021), evaluated on clean and patch-transformed views.
+
+    Returns:
+        ``{"segment": {...}, "vit": {...}}``, each with ``"out"`` (the run folder), ``"steps"``,
+        ``"seconds"`` and the final evaluation metrics of the run.
+    """
+    import time
+
+    from pipelines.train.config import load_config
+    from pipelines.train.loop import fit
+    from pipelines.train.registry import get_task
+
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
+    out = Path(out_dir)
+    common = [f"shards={train_shards}", f"eval_shards={eval_shards}", f"epochs={epochs}", f"seed={seed}",
+              f"progress={str(progress).lower()}", "warmup_steps=5"]
+    runs = {
+        "segment": ["batch_size=16", "image_size=48", "base_channels=16", "depth=3", "lr=3e-3", "ema_decay=0.98",
+                    "class_names=" + json.dumps(list(loaders.PART_CLASSES))],
+        "vit": ["batch_size=32", "num_classes=6", "image_size=32", "patch_size=8", "depth=4", "hidden_dim=96",
+                "num_heads=3", "mlp_dim=192", "lr=1e-3", "negatives=shuffle", "negative_loss=l2",
+                "negative_patch_size=8"],
+    }
+    results = {}
+    for name, overrides in runs.items():
+        task = get_task(name)
+        started = time.perf_counter()
+        result = fit(task, load_config(task.config_class, overrides=[*common, *overrides, f"out={out / name}"]))
+        results[name] = {"out": str(out / name), "steps": result.steps,
+                         "seconds": round(time.perf_counter() - started, 1), **result.final}
+    return results
+
+
 def run_demo(config: DemoConfig = DemoConfig(), *, progress: bool = True) -> dict[str, Any]:
     """Run the demo flow and return a summary (also written to ``<out>/demo_summary.json``)."""
     from tqdm.auto import tqdm
@@ -128,12 +173,19 @@ def run_demo(config: DemoConfig = DemoConfig(), *, progress: bool = True) -> dic
     shards = demo_roundtrip(out / "shards", size=config.shard_samples, max_count=config.max_count,
                             batch_size=config.batch_size, seed=config.seed, progress=progress,
                             overwrite=True)  # the demo owns its output folder
+    training = None
+    if config.train_epochs:
+        build_shards("shapes", out / "shards-val", split="val", options={"size": config.val_samples},
+                     max_count=config.max_count, progress=progress, overwrite=True)
+        training = demo_training(out / "shards", out / "shards-val", out / "runs", epochs=config.train_epochs,
+                                 seed=config.seed, progress=progress)
     summary = {
         "samples": len(samples),
         "classes": {name: sum(s["label"] == i for s in samples) for i, name in enumerate(dataset.classes)},
         "oracle": agreement,
         "preview": str(preview),
         "shards": shards,
+        "training": training,
     }
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=2))
     return summary

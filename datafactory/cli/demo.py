@@ -22,6 +22,13 @@ def _run(args: argparse.Namespace) -> int:
     print(f"shards    {shards['shards']} shards, {shards['written']} samples written, {shards['skipped']} skipped, "
           f"verified={shards['verified']} -> {shards['out_dir']}")
     print(f"loader    {shards['batches']} batches, {shards['samples_read']} samples read back, batch image {shards['image_batch_shape']}")
+    for name, run in (summary["training"] or {}).items():
+        if name == "segment":
+            scores = f"mIoU {run['miou']:.3f} (EMA {run['ema_miou']:.3f})"
+        else:
+            scores = (f"top-1 {run['top1']:.3f}; on P-Shuffle / P-Rotate / P-Infill views "
+                      f"{run['patch_shuffle_top1']:.3f} / {run['patch_rotate_top1']:.3f} / {run['patch_infill_top1']:.3f}")
+        print(f"train     {name}: {run['steps']} steps in {run['seconds']:.0f} s, {scores} -> {run['out']}")
     return 0
 
 
@@ -40,4 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="training images written to shards (default: %(default)s)")
     parser.add_argument("--max-count", dest="max_count", type=int, default=defaults.max_count, help="samples per shard")
     parser.add_argument("--batch-size", dest="batch_size", type=int, default=defaults.batch_size, help="loader batch size")
+    parser.add_argument("--val-samples", dest="val_samples", type=int, default=defaults.val_samples,
+                        help="validation images written to shards for evaluating the short runs (default: %(default)s)")
+    parser.add_argument("--train-epochs", dest="train_epochs", type=int, default=defaults.train_epochs,
+                        help="epochs of the short segment and vit runs; 0 skips them (default: %(default)s)")
     parser.set_defaults(func=_run)

@@ -56,7 +56,8 @@ def test_a_corrupt_file_is_named_not_a_traceback(tmp_path):
 
 def test_demo_writes_a_preview(tmp_path):
     out = tmp_path / "demo"
-    result = _run("demo", "--out", str(out), "--size", "6", "--shard-samples", "40", "--max-count", "16")
+    result = _run("demo", "--out", str(out), "--size", "6", "--shard-samples", "40", "--max-count", "16",
+                  "--val-samples", "8", "--train-epochs", "1")
     assert result.returncode == 0, result.stderr
     from PIL import Image
 
@@ -69,3 +70,12 @@ def test_demo_writes_a_preview(tmp_path):
     shards = summary["shards"]
     assert shards["verified"] and shards["skipped"] == 0 and shards["samples_read"] == shards["written"] == 40
     assert sorted(p.name for p in (out / "shards").glob("*.tar")) == ["000000.tar", "000001.tar", "000002.tar"]
+    # the short training runs: one epoch each, full batches only (40 images: 2 of 16, 1 of 32)
+    training = summary["training"]
+    assert training["segment"]["steps"] == 2 and training["vit"]["steps"] == 1
+    assert 0.0 <= training["segment"]["miou"] <= 1.0 and 0.0 <= training["vit"]["patch_shuffle_top1"] <= 1.0
+    for name in ("segment", "vit"):
+        run = out / "runs" / name
+        assert (run / "ckpt.pt").is_file() and (run / "metrics.jsonl").is_file() and (run / "config.json").is_file()
+        assert f"train     {name}:" in result.stdout
+    assert list((out / "runs" / "segment" / "eval" / "predictions").glob("*.png"))
