@@ -104,27 +104,50 @@ def caption_bag(rng: np.random.Generator, objects: Sequence[Mapping[str, Any]], 
     return bag[:bag_size]
 
 
+def _path(rng: np.random.Generator, size: float, motion: str) -> tuple[list[float], list[float]]:
+    """Start and end centre of a straight path along ``motion`` that keeps the whole object in
+    the frame; the travelled distance is 0.3-0.45 frame widths (0 when still)."""
+    dx, dy = MOTIONS[motion]
+    travel = rng.uniform(0.3, 0.45)
+    margin = size * 1.05
+    start = []
+    for d in (dx, dy):
+        low, high = (margin, 1 - margin - travel) if d > 0 else (margin + travel, 1 - margin) if d < 0 else (margin, 1 - margin)
+        start.append(float(rng.uniform(low, high)))
+    return start, [start[0] + dx * travel, start[1] + dy * travel]
+
+
+def _closest_approach(a: Mapping[str, Any], start: Sequence[float], end: Sequence[float]) -> float:
+    """Smallest distance between the centres of object ``a`` and a path ``start -> end`` (same timing)."""
+    p = np.linspace(0.0, 1.0, 17)[:, None]
+    first = np.asarray(a["start"]) + (np.asarray(a["end"]) - np.asarray(a["start"])) * p
+    second = np.asarray(start) + (np.asarray(end) - np.asarray(start)) * p
+    return float(np.hypot(*(first - second).T).min())
+
+
 def _draw_objects(rng: np.random.Generator, max_objects: int) -> list[dict[str, Any]]:
+    """The main object (larger, louder) and possibly a second one, of distinct shapes and colours.
+
+    The second object's path is redrawn (up to 16 times) while it would come close enough to
+    hide much of the main object.
+    """
     count = int(rng.integers(1, max_objects + 1))
     kinds = rng.choice(len(SHAPE_CLASSES), size=count, replace=False)
     colours = rng.choice(len(COLOURS), size=count, replace=False)
     motions = rng.integers(len(MOTIONS), size=count)
-    objects = []
+    objects: list[dict[str, Any]] = []
     for rank, (kind, colour, motion) in enumerate(zip(kinds, colours, motions)):
-        size = rng.uniform(0.15, 0.19) if rank == 0 else rng.uniform(0.09, 0.12)
-        name = tuple(MOTIONS)[int(motion)]
-        dx, dy = MOTIONS[name]
-        travel = rng.uniform(0.3, 0.45)  # distance covered over the clip, in frame widths
-        margin = size * 1.05
-        start = []
-        for d in (dx, dy):  # every point of the path keeps the whole object inside the frame
-            low, high = (margin, 1 - margin - travel) if d > 0 else (margin + travel, 1 - margin) if d < 0 else (margin, 1 - margin)
-            start.append(rng.uniform(low, high))
-        end = [start[0] + dx * travel, start[1] + dy * travel]
+        size = float(rng.uniform(0.15, 0.19) if rank == 0 else rng.uniform(0.09, 0.12))
+        name, colour_name = tuple(MOTIONS)[int(motion)], tuple(COLOURS)[int(colour)]
+        start, end = _path(rng, size, name)
+        for _ in range(16 if objects else 0):
+            if _closest_approach(objects[0], start, end) >= 1.2 * (objects[0]["size"] + size):
+                break
+            start, end = _path(rng, size, name)
         objects.append({
-            "shape": SHAPE_CLASSES[int(kind)], "colour": tuple(COLOURS)[int(colour)], "motion": name,
-            "size": float(size), "angle": float(rng.uniform(0, 2 * np.pi)), "start": start, "end": end,
-            "hsv": (COLOURS[tuple(COLOURS)[int(colour)]] + rng.uniform(-0.02, 0.02), rng.uniform(0.75, 1.0), rng.uniform(0.7, 0.92)),
+            "shape": SHAPE_CLASSES[int(kind)], "colour": colour_name, "motion": name, "size": size,
+            "angle": float(rng.uniform(0, 2 * np.pi)), "start": start, "end": end,
+            "hsv": ((COLOURS[colour_name] + rng.uniform(-0.02, 0.02)) % 1.0, rng.uniform(0.75, 1.0), rng.uniform(0.7, 0.92)),
             "amplitude": float(rng.uniform(0.3, 0.4) if rank == 0 else rng.uniform(0.12, 0.18)),
         })
     return objects
@@ -225,6 +248,25 @@ def _check_int(argument: str, value: Any, low: int, high: int) -> int:
     return int(value)
 
 
+class _Rows(Sequence):
+    """The index: row ``i`` is ``{"__key__": "<split>_<i:06d>", "index": i}``, made on access."""
+
+    def __init__(self, split: str, size: int) -> None:
+        self.split, self.size = split, size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.size))]
+        if i < 0:
+            i += self.size
+        if not 0 <= i < self.size:
+            raise IndexError(f"index {i} out of range for {self.size} clips")
+        return {KEY: f"{self.split}_{i:06d}", "index": i}
+
+
 @register_dataset("avshapes")
 class AVShapesDataset(Adapter):
     """The audio-visual-text demo: clips of moving shapes with a tone per shape and captions.
@@ -303,8 +345,8 @@ class AVShapesDataset(Adapter):
                                     sample_rate=self.sample_rate, max_objects=self.max_objects, tone=self.tone,
                                     bag_size=self.bag_size)
 
-    def _build_index(self) -> list[dict[str, Any]]:
-        return [{KEY: f"{self.split}_{i:06d}", "index": i} for i in range(self.size)]
+    def _build_index(self) -> Sequence[dict[str, Any]]:
+        return _Rows(self.split, self.size)
 
     def _check_index(self, records: Sequence[dict[str, Any]]) -> None:
         pass  # keys are valid and unique by construction
