@@ -58,3 +58,46 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def brightness_classes(images: torch.Tensor) -> torch.Tensor:
+    """A stand-in annotator for generated images of any domain: 3 classes by mean brightness."""
+    return (images.float().mean(dim=-3) * 3 / 256).long().clamp(0, 2)
+
+
+@pytest.fixture
+def annotator():
+    return brightness_classes
+
+
+@pytest.fixture(scope="session")
+def bundled(tmp_path_factory):
+    """A tiny bundled generator (2 training steps on 8 ``shapes`` images, 16 px) and an
+    interpreter fitted on 6 of its images, all written as real checkpoints.
+
+    Returns ``{"generator": path, "interpreter": path, "annotation": folder, "masks": folder}``.
+    """
+    from datafactory.gan.annotate import import_annotations, oracle_annotate, sample_for_annotation
+    from datafactory.gan.factory import fit_interpreter_from_annotations
+    from datafactory.gan.gan_train import GanTrainConfig, train_gan
+    from datafactory.gan.interpreter import InterpreterConfig
+    from datafactory.gan.stylegan import StyleGAN2Config
+
+    base = tmp_path_factory.mktemp("bundled")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cfg = GanTrainConfig(model=StyleGAN2Config(resolution=16, z_dim=16, w_dim=16, channel_base=128, channel_max=16),
+                             steps=2, batch_size=4, log_every=0, checkpoint_every=0, sample_grid=0)
+        trained = train_gan(cfg, "shapes", base / "gan", progress=False, device="cpu", dataset_options={"size": 8})
+        manifest = sample_for_annotation(trained.generator_path, 6, 1000, base / "annotation", device="cpu")
+        masks = oracle_annotate(base / "annotation", annotator=brightness_classes)
+        annotations = import_annotations(masks, manifest, 3)
+        fit_interpreter_from_annotations(trained.generator_path, annotations,
+                                         InterpreterConfig(num_classes=3, ensemble_size=3, max_epochs=2,
+                                                           pixels_per_epoch=512),
+                                         base / "interpreter.pt", device="cpu")
+    finally:
+        torch.set_num_threads(before)
+    return {"generator": trained.generator_path, "interpreter": base / "interpreter.pt",
+            "annotation": base / "annotation", "masks": masks}
