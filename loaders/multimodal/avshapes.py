@@ -78,17 +78,21 @@ def caption_of(objects: Sequence[Mapping[str, Any]]) -> str:
     >>> caption_of([{"shape": "star", "colour": "red", "motion": "left"}])
     'a red star moving left'
     """
-    return " and ".join(f"a {o['colour']} {o['shape']} {_PHRASES[o['motion']]}" for o in objects)
+    return " and ".join(f"{_a(o['colour'])} {o['colour']} {o['shape']} {_PHRASES[o['motion']]}" for o in objects)
+
+
+def _a(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
 
 
 def _paraphrases(obj: Mapping[str, Any]) -> list[str]:
     c, s, m = obj["colour"], obj["shape"], obj["motion"]
     return [
         f"the {c} {s} {_VERBS[m]}",
-        f"a {s} coloured {c}, {_PHRASES[m]}",
-        f"there is a {c} {s} {_PHRASES[m]}",
+        f"{_a(s)} {s} coloured {c}, {_PHRASES[m]}",
+        f"there is {_a(c)} {c} {s} {_PHRASES[m]}",
         f"{c} {s} {_PHRASES[m]}",
-        f"a {c} {s} that {_VERBS[m]}",
+        f"{_a(c)} {c} {s} that {_VERBS[m]}",
     ]
 
 

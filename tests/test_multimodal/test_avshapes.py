@@ -132,6 +132,7 @@ def test_video_shows_the_named_colour_moving_the_named_way():
 def test_two_object_bags_name_the_second_object():
     objects = [{"shape": "star", "colour": "red", "motion": "left"}, {"shape": "circle", "colour": "blue", "motion": "still"}]
     assert caption_of(objects) == "a red star moving left and a blue circle standing still"
+    assert caption_of([{"shape": "cross", "colour": "orange", "motion": "up"}]) == "an orange cross moving up"
     bag = caption_bag(np.random.default_rng(0), objects, 4)
     assert bag[:2] == ["a red star moving left and a blue circle standing still", "a blue circle standing still"]
     assert all("red star" in t or "star coloured red" in t for t in bag[2:])
