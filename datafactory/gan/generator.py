@@ -366,8 +366,11 @@ def load_generator(path: str | os.PathLike, *, device: torch.device | str | None
 
     The state_dict is read with ``torch.load(..., weights_only=True)``; the JSON (same stem,
     ``.json``) holds the network config under ``"config"``. Strict loading: missing or
-    unexpected keys raise.
+    unexpected keys raise ``ValueError``; a missing file ``FileNotFoundError``; an unknown config
+    key ``KeyError`` naming it.
     """
+    from pipelines.train.checkpoint import load_checkpoint
+
     from .stylegan import BundledGenerator, StyleGAN2Config, StyleGAN2Generator
 
     path = Path(path)
@@ -383,9 +386,10 @@ def load_generator(path: str | os.PathLike, *, device: torch.device | str | None
     if not isinstance(meta, dict) or "config" not in meta:
         raise KeyError(f"generator config {str(cfg_path)!r} has no 'config' entry")
     cfg = StyleGAN2Config.from_dict(meta["config"])
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict):
-        raise ValueError(f"generator checkpoint {str(path)!r} does not hold a state_dict")
+    state = load_checkpoint(path)  # torch.load(weights_only=True) of a regular file; ValueError otherwise
+    bad = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise ValueError(f"generator checkpoint {str(path)!r} is not a state_dict of tensors (entry {bad[0]!r})")
     net = StyleGAN2Generator(cfg)
     try:
         net.load_state_dict(state, strict=True)

@@ -164,7 +164,8 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     x = x * styles[:, :, None, None]
     x = F.conv2d(x, weight, padding=weight.shape[-1] // 2)
     if demodulate:
-        dcoefs = torch.rsqrt((weight.unsqueeze(0) * styles[:, None, :, None, None]).square().sum(dim=(2, 3, 4)) + eps)
+        # sum_{i,k} (w[o,i,k] s[n,i])^2 = (s^2 @ sum_k w^2 .T)[n, o]
+        dcoefs = torch.rsqrt(styles.square() @ weight.square().sum(dim=(2, 3)).t() + eps)
         x = x * dcoefs[:, :, None, None]
     return x
 
