@@ -49,6 +49,8 @@ RESULT_TRAINERS = ("segment", "vit", "mae", "cxr", "vatt")
 
 #: columns that describe a row rather than measure it, printed first
 _SETTING_COLUMNS = ("setting", "dataset", "image_size", "train_samples", "eval_samples", "epochs", "steps", "seed")
+#: columns left out of the tables (kept in the JSON): the trainer name, the eval count repeated
+_HIDDEN_COLUMNS = ("trainer", "samples")
 
 
 def available_trainers() -> list[str]:
@@ -79,14 +81,14 @@ def _cell(value: Any) -> str:
     return str(value).replace("|", "/")
 
 
-def markdown_table(rows: list[dict[str, Any]], max_columns: int = 14) -> str:
+def markdown_table(rows: list[dict[str, Any]], max_columns: int = 18) -> str:
     """A markdown table over the union of the rows' keys: setting columns first, then the rest in
     first-seen order; per-class or per-pathology columns beyond ``max_columns`` are left out
     (they stay in the JSON output)."""
     columns: list[str] = [c for c in _SETTING_COLUMNS if any(c in row for row in rows)]
     for row in rows:
         for key in row:
-            if key not in columns and key != "trainer":
+            if key not in columns and key not in _HIDDEN_COLUMNS:
                 columns.append(key)
     columns = columns[:max_columns]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -102,7 +104,14 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
     parser.add_argument("--workdir", type=Path, default=None, help="data and runs (default: a temporary folder)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--json", type=Path, default=None, help="also write every row to this JSON file")
+    parser.add_argument("--tables-from", dest="tables_from", type=Path, default=None,
+                        help="only print the tables of a JSON file written by --json (no training)")
     args = parser.parse_args(argv)
+    if args.tables_from is not None:
+        saved = json.loads(args.tables_from.read_text())
+        for name, rows in saved.items():
+            print(f"### {name}\n\n{markdown_table(rows)}\n")
+        return saved
     known = available_trainers()
     names = known if args.trainers is None else args.trainers
     for name in names:
