@@ -38,7 +38,7 @@ import torch
 from loaders.base import Adapter
 from loaders.registry import register_dataset
 from loaders.schema import KEY
-from loaders.shapes import SHAPE_CLASSES, _hsv_to_rgb, _signed_distance, _smooth_noise
+from loaders.shapes import SHAPE_CLASSES, _hsv_to_rgb, _polygon, _signed_distance, _smooth_noise
 
 __all__ = [
     "AVShapesDataset",
@@ -70,6 +70,8 @@ _STREAM = 0xA5  # separates the random streams from those of ``shapes`` with the
 _PHRASES = {"left": "moving left", "right": "moving right", "up": "moving up", "down": "moving down", "still": "standing still"}
 _VERBS = {"left": "moves to the left", "right": "moves to the right", "up": "moves up", "down": "moves down", "still": "stays still"}
 _INT16 = 32768.0
+#: shape -> circumradius in units of an object's ``size`` (every shape has the unit circle's area).
+_RADIUS = {kind: 1.0 if kind == "circle" else float(np.hypot(*_polygon(kind).T).max()) for kind in SHAPE_CLASSES}
 
 
 def caption_of(objects: Sequence[Mapping[str, Any]]) -> str:
@@ -108,12 +110,12 @@ def caption_bag(rng: np.random.Generator, objects: Sequence[Mapping[str, Any]], 
     return bag[:bag_size]
 
 
-def _path(rng: np.random.Generator, size: float, motion: str) -> tuple[list[float], list[float]]:
-    """Start and end centre of a straight path along ``motion`` that keeps the whole object in
-    the frame; the travelled distance is 0.3-0.45 frame widths (0 when still)."""
+def _path(rng: np.random.Generator, radius: float, motion: str) -> tuple[list[float], list[float]]:
+    """Start and end centre of a straight path along ``motion`` that keeps an object of
+    circumradius ``radius`` inside the frame; it covers 0.3-0.42 frame widths (0 when still)."""
     dx, dy = MOTIONS[motion]
-    travel = rng.uniform(0.3, 0.45)
-    margin = size * 1.05
+    margin = radius + 0.01
+    travel = min(rng.uniform(0.3, 0.42), 1 - 2 * margin)
     start = []
     for d in (dx, dy):
         low, high = (margin, 1 - margin - travel) if d > 0 else (margin + travel, 1 - margin) if d < 0 else (margin, 1 - margin)
@@ -132,8 +134,8 @@ def _closest_approach(a: Mapping[str, Any], start: Sequence[float], end: Sequenc
 def _draw_objects(rng: np.random.Generator, max_objects: int) -> list[dict[str, Any]]:
     """The main object (larger, louder) and possibly a second one, of distinct shapes and colours.
 
-    The second object's path is redrawn (up to 16 times) while it would come close enough to
-    hide much of the main object.
+    The second object's path is redrawn (up to 64 times) while the two circumcircles would
+    overlap at some time, so the objects rarely hide each other.
     """
     count = int(rng.integers(1, max_objects + 1))
     kinds = rng.choice(len(SHAPE_CLASSES), size=count, replace=False)
@@ -141,15 +143,15 @@ def _draw_objects(rng: np.random.Generator, max_objects: int) -> list[dict[str, 
     motions = rng.integers(len(MOTIONS), size=count)
     objects: list[dict[str, Any]] = []
     for rank, (kind, colour, motion) in enumerate(zip(kinds, colours, motions)):
-        size = float(rng.uniform(0.15, 0.19) if rank == 0 else rng.uniform(0.09, 0.12))
-        name, colour_name = tuple(MOTIONS)[int(motion)], tuple(COLOURS)[int(colour)]
-        start, end = _path(rng, size, name)
-        for _ in range(16 if objects else 0):
-            if _closest_approach(objects[0], start, end) >= 1.2 * (objects[0]["size"] + size):
+        size = float(rng.uniform(0.14, 0.18) if rank == 0 else rng.uniform(0.09, 0.12))
+        name, colour_name, shape = tuple(MOTIONS)[int(motion)], tuple(COLOURS)[int(colour)], SHAPE_CLASSES[int(kind)]
+        start, end = _path(rng, _RADIUS[shape] * size, name)
+        for _ in range(64 if objects else 0):
+            if _closest_approach(objects[0], start, end) >= _RADIUS[objects[0]["shape"]] * objects[0]["size"] + _RADIUS[shape] * size:
                 break
-            start, end = _path(rng, size, name)
+            start, end = _path(rng, _RADIUS[shape] * size, name)
         objects.append({
-            "shape": SHAPE_CLASSES[int(kind)], "colour": colour_name, "motion": name, "size": size,
+            "shape": shape, "colour": colour_name, "motion": name, "size": size,
             "angle": float(rng.uniform(0, 2 * np.pi)), "start": start, "end": end,
             "hsv": ((COLOURS[colour_name] + rng.uniform(-0.02, 0.02)) % 1.0, rng.uniform(0.75, 1.0), rng.uniform(0.7, 0.92)),
             "amplitude": float(rng.uniform(0.3, 0.4) if rank == 0 else rng.uniform(0.12, 0.18)),
