@@ -11,7 +11,7 @@ import torch
 
 import loaders
 from loaders.codecs import decode_sample
-from loaders.multimodal.avshapes import COLOURS, MOTIONS, PITCHES, AVShapesDataset, caption_bag, caption_of
+from loaders.multimodal.avshapes import _RADIUS, COLOURS, MOTIONS, PITCHES, AVShapesDataset, caption_bag, caption_of
 from loaders.schema import validate_sample
 from loaders.shapes import SHAPE_CLASSES
 
@@ -141,6 +141,9 @@ def test_two_object_bags_name_the_second_object():
     assert set(counts) == {1, 2}
     for sample in ds.samples():
         objs = sample["meta"]["objects"]
+        for obj in objs:  # the circumcircle stays inside the frame along the whole path
+            reach = _RADIUS[obj["shape"]] * obj["size"]
+            assert all(reach - 1e-3 < v < 1 - reach + 1e-3 for v in obj["start"] + obj["end"])
         if len(objs) == 2:
             assert objs[0]["shape"] != objs[1]["shape"] and objs[0]["colour"] != objs[1]["colour"]
             assert objs[0]["size"] > objs[1]["size"] and objs[0]["amplitude"] > objs[1]["amplitude"]
