@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# benchmarks/av.py would shadow PyAV (``import av``) for scripts run from this folder.
+# benchmarks/augment.py would shadow the augment package for scripts run from this folder.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 

@@ -11,7 +11,7 @@
   ``ego4d``) with 1 and 2 workers, on small generated corpora in their native layouts; the
   2-worker/1-worker ratio is printed.
 
-Run: ``python benchmarks/av.py [--minutes 10] [--size 160x120] [--repeats 5] [--clips 48]``.
+Run: ``python benchmarks/clips.py [--minutes 10] [--size 160x120] [--repeats 5] [--clips 48]``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-# This file is named av.py: drop its own folder from sys.path so ``import av`` finds PyAV.
+# benchmarks/augment.py would shadow the augment package: drop this folder from sys.path.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
