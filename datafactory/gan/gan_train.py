@@ -246,7 +246,7 @@ def _build(cfg: GanTrainConfig) -> tuple[StyleGAN2Generator, StyleGAN2Discrimina
         torch.manual_seed(cfg.seed)
         G = StyleGAN2Generator(cfg.model)
         D = StyleGAN2Discriminator(cfg.model)
-    G_ema = StyleGAN2Generator(cfg.model)
+        G_ema = StyleGAN2Generator(cfg.model)
     G_ema.load_state_dict(G.state_dict())
     G_ema.requires_grad_(False).eval()
     return G, D, G_ema
@@ -294,7 +294,7 @@ def _check_resume(saved: Mapping[str, Any], cfg: GanTrainConfig, path: Path) -> 
 
 def train_gan(cfg: GanTrainConfig, source: Any, out_dir: str | os.PathLike, *, progress: bool = True,
               resume: bool = True, device: torch.device | str | None = None, split: str = "train",
-              dataset_options: Mapping[str, Any] | None = None) -> GanTrainResult:
+              dataset_options: Mapping[str, Any] | None = None, plot: bool = True) -> GanTrainResult:
     """Train the bundled generator on ``source`` and write it to ``out_dir``.
 
     Args:
@@ -309,6 +309,7 @@ def train_gan(cfg: GanTrainConfig, source: Any, out_dir: str | os.PathLike, *, p
             property; CUDA kernels may not be deterministic.
         split: the split of a registered dataset.
         dataset_options: options for the dataset (``root``, ``size``, ...).
+        plot: draw ``metrics.png`` at the end (matplotlib; a second or two).
     """
     from pipelines.train.checkpoint import load_checkpoint, save_checkpoint
     from pipelines.train.logging import MetricsLog, plot_metrics, progress_bar
@@ -433,7 +434,7 @@ def train_gan(cfg: GanTrainConfig, source: Any, out_dir: str | os.PathLike, *, p
         grid = BundledGenerator(G_ema, device=dev).sample(cfg.sample_grid, 0).images
         samples_path = save_image_grid(grid, out / "samples.png")
     rows = metrics.rows()
-    if len(rows) > 1:
+    if plot and len(rows) > 1:
         try:
             plot_metrics(rows, out / "metrics.png")
         except Exception:  # a plot is a convenience; the JSONL holds the numbers
