@@ -115,16 +115,19 @@ def factorised_first_layer(features: Sequence[torch.Tensor], weight: torch.Tenso
         raise ValueError(f"features have {sum(channels)} channels in total, weight expects {weight.shape[1]}")
     by_size: dict[tuple[int, int], torch.Tensor] = {}
     for level, part in zip(features, weight.split(channels, dim=1)):
-        projected = F.conv2d(level.to(dtype=weight.dtype), part[:, :, None, None])
+        projected = F.conv2d(level.to(dtype=weight.dtype), part[:, :, None, None])  # W_l at native resolution
         key = (level.shape[-2], level.shape[-1])
-        by_size[key] = projected if key not in by_size else by_size[key] + projected
+        by_size[key] = projected if key not in by_size else by_size[key].add_(projected)
+    # every summand is a fresh tensor of ours, so the sum is built in place (autograd allows it:
+    # neither the upsampling nor the matrix product saves its output for the backward pass); a
+    # fresh (n, out, H, W) buffer per level would cost more in page faults than the additions
     out = None
     for projected in by_size.values():
         up = upsample(projected, size)
-        out = up if out is None else out + up
+        out = up if out is None else out.add_(up)
     assert out is not None  # at least one level (checked by callers)
     if bias is not None:
-        out = out + bias[None, :, None, None]
+        out.add_(bias[None, :, None, None])
     return out
 
 
@@ -176,7 +179,7 @@ class PixelFeatureBank:
             groups.setdefault((int(level.shape[-2]), int(level.shape[-1])), []).append(index)
         self._banks: list[torch.Tensor] = []
         self._taps: list[tuple[torch.Tensor, ...] | None] = []
-        self._widths: list[int] = []
+        self._sizes: list[tuple[int, int]] = []
         order: list[int] = []
         offsets = [0]
         for channels in self.channels:
@@ -186,8 +189,8 @@ class PixelFeatureBank:
             bank = torch.empty((self.num_images, h * w, width), dtype=first[members[0]].dtype, device=device)
             for k, levels in enumerate(images):
                 bank[k] = torch.cat([levels[i][0] for i in members], dim=0).reshape(width, h * w).t()
-            self._banks.append(bank)
-            self._widths.append(w)
+            self._banks.append(bank.view(self.num_images * h * w, width))
+            self._sizes.append((h, w))
             if (h, w) == self.size:
                 self._taps.append(None)
             else:
@@ -200,19 +203,24 @@ class PixelFeatureBank:
 
     def gather(self, image: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Upsampled features of pixels ``(image[i], y[i], x[i])``: ``(B, D)`` float32, level order."""
-        parts = []
-        for bank, taps, w in zip(self._banks, self._taps, self._widths):
+        count = len(image)
+        out = torch.empty((count, self.dim), dtype=torch.float32, device=self.device)
+        start = 0
+        for bank, taps, (h, w) in zip(self._banks, self._taps, self._sizes):
+            part = out[:, start:start + bank.shape[1]]  # written in place: no concatenation afterwards
+            start += bank.shape[1]
+            base = image * (h * w)  # banks are flat (K * h * w, C): index_select is ~6x faster than 2-D indexing
             if taps is None:
-                parts.append(bank[image, y * w + x].float())
+                part.copy_(bank.index_select(0, base + y * w + x))
                 continue
             y0, y1, wy0, wy1, x0, x1, wx0, wx1 = taps
-            r0, r1, c0, c1 = y0[y] * w, y1[y] * w, x0[x], x1[x]
-            a, b = wy0[y][:, None], wy1[y][:, None]
-            c, d = wx0[x][:, None], wx1[x][:, None]
-            top = bank[image, r0 + c0].float() * c + bank[image, r0 + c1].float() * d
-            bottom = bank[image, r1 + c0].float() * c + bank[image, r1 + c1].float() * d
-            parts.append(top * a + bottom * b)
-        out = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+            # the four corners in one gather: rows (y0, y0, y1, y1) x columns (x0, x1, x0, x1)
+            rows = torch.cat([y0[y], y0[y], y1[y], y1[y]]) * w
+            cols = torch.cat([x0[x], x1[x], x0[x], x1[x]])
+            corners = bank.index_select(0, base.repeat(4) + rows + cols).view(4, count, -1)
+            a, b, c, d = wy0[y][:, None], wy1[y][:, None], wx0[x][:, None], wx1[x][:, None]
+            torch.mul(corners[0], a * c, out=part)
+            part.addcmul_(corners[1], a * d).addcmul_(corners[2], b * c).addcmul_(corners[3], b * d)
         return out if self._restore is None else out[:, self._restore]
 
     def gather_flat(self, pixel: torch.Tensor) -> torch.Tensor:
