@@ -35,7 +35,8 @@ def parse_policy(policy: str | Sequence[str]) -> tuple[str, ...]:
     elif isinstance(policy, Sequence):
         parts = list(policy)
     else:
-        raise TypeError(f"diffaugment policy must be a string like 'color,translation,cutout', got {type(policy).__name__}")
+        raise TypeError("diffaugment policy must be a string like 'color,translation,cutout', "
+                        f"got {type(policy).__name__}")
     for p in parts:
         if p not in POLICIES:
             raise ValueError(f"unknown diffaugment policy {p!r}; allowed: {list(POLICIES)}")
@@ -44,7 +45,8 @@ def parse_policy(policy: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(parts)
 
 
-def diff_augment_params(n: int, size: int, policy: Sequence[str], generator: torch.Generator) -> dict[str, torch.Tensor]:
+def diff_augment_params(n: int, size: int, policy: Sequence[str],
+                        generator: torch.Generator) -> dict[str, torch.Tensor]:
     """Draw the per-image parameters (on the generator's device) for ``n`` images of ``size``."""
     params: dict[str, torch.Tensor] = {}
     dev = generator.device

@@ -29,7 +29,8 @@ _SIXTEEN_BIT = tuple(t for t in (getattr(torch, "uint16", None), torch.int16, to
 def to_training_image(image: Any, resolution: int, key: str = "?") -> torch.Tensor:
     """One image ``[C, H, W]`` (uint8/uint16/float in [0, 1]) -> uint8 ``[3, R, R]``."""
     if not isinstance(image, torch.Tensor) or image.ndim != 3:
-        raise ValueError(f"sample {key!r}: 'image' must be a [C, H, W] tensor, got {getattr(image, 'shape', type(image).__name__)}")
+        got = getattr(image, "shape", type(image).__name__)
+        raise ValueError(f"sample {key!r}: 'image' must be a [C, H, W] tensor, got {got}")
     c = image.shape[0]
     if c == 1:
         image = image.expand(3, -1, -1)

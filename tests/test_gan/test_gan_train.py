@@ -209,10 +209,12 @@ def _assert_same(a, b, where=""):
 
 def test_resume_equals_uninterrupted_bit_for_bit(tmp_path):
     cfg = tiny_cfg(steps=4, diffaugment="color,translation,cutout")
-    full = train_gan(cfg, "shapes", tmp_path / "full", progress=False, device="cpu", plot=False, dataset_options=SHAPES)
+    full = train_gan(cfg, "shapes", tmp_path / "full", progress=False, device="cpu", plot=False,
+                     dataset_options=SHAPES)
     train_gan(tiny_cfg(steps=3, diffaugment="color,translation,cutout"), "shapes", tmp_path / "split",
               progress=False, device="cpu", plot=False, dataset_options=SHAPES)
-    resumed = train_gan(cfg, "shapes", tmp_path / "split", progress=False, device="cpu", plot=False, dataset_options=SHAPES)
+    resumed = train_gan(cfg, "shapes", tmp_path / "split", progress=False, device="cpu", plot=False,
+                        dataset_options=SHAPES)
     assert resumed.steps == full.steps == 4 and resumed.images_seen == 16
     a, b = _states(tmp_path / "full"), _states(tmp_path / "split")
     for key in ("G", "D", "G_ema", "opt_g", "opt_d", "rng_data", "rng_latent", "rng_aug", "step", "images_seen"):
@@ -263,13 +265,13 @@ def test_training_is_deterministic_by_seed(tmp_path):
 def test_r1_is_applied_lazily_every_r1_every_steps(tmp_path):
     from pipelines.train.logging import read_metrics
 
-    result = train_gan(tiny_cfg(steps=4, r1_every=2), "shapes", tmp_path / "lazy", progress=False, device="cpu", plot=False,
-                       dataset_options=SHAPES)
+    result = train_gan(tiny_cfg(steps=4, r1_every=2), "shapes", tmp_path / "lazy", progress=False, device="cpu",
+                       plot=False, dataset_options=SHAPES)
     rows = read_metrics(result.metrics_path)
     assert ["r1" in r for r in rows] == [True, False, True, False]  # steps 0 and 2 (logged as 1 and 3)
     assert all(r["r1"] > 0 for r in rows if "r1" in r)
-    off = train_gan(tiny_cfg(steps=2, r1_gamma=0.0), "shapes", tmp_path / "off", progress=False, device="cpu", plot=False,
-                    dataset_options=SHAPES)
+    off = train_gan(tiny_cfg(steps=2, r1_gamma=0.0), "shapes", tmp_path / "off", progress=False, device="cpu",
+                    plot=False, dataset_options=SHAPES)
     assert not any("r1" in r for r in read_metrics(off.metrics_path))
 
 
