@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "datafactory.cli.augment",
     "datafactory.cli.train",
     "datafactory.cli.audit",
+    "datafactory.cli.gan",
 )
 
 
