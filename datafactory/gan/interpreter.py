@@ -1,7 +1,7 @@
 """The DatasetGAN style interpreter: an ensemble of MLP pixel classifiers over generator features.
 
 Zhang et al., "DatasetGAN: Efficient Labeled Data Factory with Minimal Human Effort", CVPR 2021,
-arXiv:2104.06490, Sec. 3.2-3.3. Every pixel of a generated image is described by all the
+arXiv:2104.06490. Every pixel of a generated image is described by all the
 generator's feature maps, upsampled to the output size (bilinear, ``align_corners=False``) and
 concatenated (``D = sum_l C_l`` values). An ensemble of ``E`` MLPs (paper: 10) maps that vector
 to ``C`` part classes: ``D -> 128 -> 32 -> C`` (``D -> 256 -> 128 -> C`` for ``C >= 32``), each
@@ -99,8 +99,11 @@ class InterpreterConfig:
             value = getattr(self, name)
             if not _is_int(value) or value < low:
                 raise ValueError(f"InterpreterConfig.{name} must be an int >= {low}, got {value!r}")
+            object.__setattr__(self, name, int(value))  # numpy integers become plain ints (JSON)
         if self.pixels_per_epoch is not None and (not _is_int(self.pixels_per_epoch) or self.pixels_per_epoch < 2):
             raise ValueError(f"InterpreterConfig.pixels_per_epoch must be None or an int >= 2, got {self.pixels_per_epoch!r}")
+        if self.pixels_per_epoch is not None:
+            object.__setattr__(self, "pixels_per_epoch", int(self.pixels_per_epoch))
         if self.hidden is not None:
             if isinstance(self.hidden, (str, bytes)) or not isinstance(self.hidden, Sequence) or not self.hidden \
                     or not all(_is_int(h) and h >= 1 for h in self.hidden):
@@ -112,6 +115,8 @@ class InterpreterConfig:
         if isinstance(self.val_fraction, bool) or not isinstance(self.val_fraction, (int, float)) \
                 or not 0 <= self.val_fraction < 1:
             raise ValueError(f"InterpreterConfig.val_fraction must be a number in [0, 1), got {self.val_fraction!r}")
+        object.__setattr__(self, "lr", float(self.lr))
+        object.__setattr__(self, "val_fraction", float(self.val_fraction))
 
     @property
     def hidden_sizes(self) -> tuple[int, ...]:

@@ -1,7 +1,7 @@
 """Ensemble agreement for the DatasetGAN interpreter: labels, per-pixel uncertainty, filtering.
 
 Zhang et al., "DatasetGAN: Efficient Labeled Data Factory with Minimal Human Effort", CVPR 2021,
-arXiv:2104.06490, Sec. 3.3: each pixel's label is the majority vote of the ensemble members'
+arXiv:2104.06490: each pixel's label is the majority vote of the ensemble members'
 argmaxes; its uncertainty is the Jensen-Shannon divergence of the members' softmax outputs; an
 image's score is the mean of its most uncertain 10% of pixels, and the most uncertain images are
 dropped before a downstream network is trained on the generated set.
