@@ -80,6 +80,8 @@ class InterpreterConfig:
             0 trains ``max_epochs`` epochs with no early stopping.
         pixels_per_epoch: if set, an epoch is this many training pixels drawn afresh (large sets).
         seed: base seed (>= 0) of all members.
+        ignore_index: a mask value for unlabelled pixels, left out of training and validation
+            (None: every pixel must hold a class); must not be one of the classes.
     """
 
     num_classes: int
@@ -92,6 +94,7 @@ class InterpreterConfig:
     val_fraction: float = 0.1
     pixels_per_epoch: int | None = None
     seed: int = 0
+    ignore_index: int | None = None
 
     def __post_init__(self) -> None:
         for name, low in (("num_classes", 2), ("ensemble_size", 1), ("batch_pixels", 2), ("max_epochs", 1),
@@ -104,6 +107,11 @@ class InterpreterConfig:
             raise ValueError(f"InterpreterConfig.pixels_per_epoch must be None or an int >= 2, got {self.pixels_per_epoch!r}")
         if self.pixels_per_epoch is not None:
             object.__setattr__(self, "pixels_per_epoch", int(self.pixels_per_epoch))
+        if self.ignore_index is not None:
+            if not _is_int(self.ignore_index) or 0 <= self.ignore_index < self.num_classes:
+                raise ValueError(f"InterpreterConfig.ignore_index must be None or an int outside the classes "
+                                 f"0..{self.num_classes - 1} (e.g. 255 or -1), got {self.ignore_index!r}")
+            object.__setattr__(self, "ignore_index", int(self.ignore_index))
         if self.hidden is not None:
             if isinstance(self.hidden, (str, bytes)) or not isinstance(self.hidden, Sequence) or not self.hidden \
                     or not all(_is_int(h) and h >= 1 for h in self.hidden):
@@ -315,7 +323,8 @@ def fit_interpreter(features: Sequence[Sequence[torch.Tensor]], masks: torch.Ten
 
     Args:
         features: per annotated image, its feature list (levels ``(1, C_l, h_l, w_l)``, coarse to fine).
-        masks: ``(K, H, W)`` integer class indices in ``0 .. num_classes - 1`` (``H, W``: the label size).
+        masks: ``(K, H, W)`` integer class indices in ``0 .. num_classes - 1`` (``H, W``: the label
+            size); pixels equal to ``cfg.ignore_index`` (if set) are left out.
         cfg: the configuration.
         progress: show a tqdm bar over members.
         device: where to train (default: the device of ``features[0][0]``).
@@ -328,10 +337,12 @@ def fit_interpreter(features: Sequence[Sequence[torch.Tensor]], masks: torch.Ten
     """
     if not isinstance(cfg, InterpreterConfig):
         raise TypeError(f"cfg must be an InterpreterConfig, got {type(cfg).__name__}")
-    channels, size = check_annotations(features, masks, cfg.num_classes)
+    channels, size = check_annotations(features, masks, cfg.num_classes, cfg.ignore_index)
     device = torch.device(device) if device is not None else features[0][0].device
     bank = PixelFeatureBank(features, size, device=device)
-    labels = masks.reshape(-1).to(device=device, dtype=torch.long)
+    flat = masks.reshape(-1).to(dtype=torch.long)
+    labelled = None if cfg.ignore_index is None else (flat != cfg.ignore_index).nonzero().flatten().cpu()
+    labels = flat.to(device)
     ensemble = InterpreterEnsemble(channels, cfg).to(device)
     bar = None
     if progress:
@@ -348,7 +359,8 @@ def fit_interpreter(features: Sequence[Sequence[torch.Tensor]], masks: torch.Ten
             histories.append(train_member(
                 member, bank, labels, generator=_member_generator(cfg.seed, index, 1), lr=cfg.lr,
                 batch_pixels=cfg.batch_pixels, max_epochs=cfg.max_epochs, patience=cfg.patience,
-                val_fraction=cfg.val_fraction, pixels_per_epoch=cfg.pixels_per_epoch, index=index, on_epoch=on_epoch))
+                val_fraction=cfg.val_fraction, pixels_per_epoch=cfg.pixels_per_epoch, index=index, labelled=labelled,
+                on_epoch=on_epoch))
             if bar is not None:
                 bar.update(1)
     finally:

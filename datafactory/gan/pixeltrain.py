@@ -63,13 +63,15 @@ class MemberHistory:
         return cls(**{**data, **{k: tuple(float(v) for v in data[k]) for k in lists}})
 
 
-def check_annotations(features: Any, masks: Any, num_classes: int) -> tuple[list[int], tuple[int, int]]:
+def check_annotations(features: Any, masks: Any, num_classes: int,
+                      ignore_index: int | None = None) -> tuple[list[int], tuple[int, int]]:
     """Validate annotated images for training; return ``(channels, (H, W))``.
 
     Args:
         features: per image, a list of levels ``(1, C_l, h_l, w_l)``, the same shapes for all.
-        masks: ``(K, H, W)`` integer tensor, values in ``0 .. num_classes - 1``.
+        masks: ``(K, H, W)`` integer tensor, values in ``0 .. num_classes - 1`` (or ``ignore_index``).
         num_classes: number of classes.
+        ignore_index: a mask value that marks unlabelled pixels (None: every pixel is labelled).
 
     Raises:
         TypeError / ValueError: naming ``features[k][l]`` or ``masks`` and the problem.
@@ -86,10 +88,14 @@ def check_annotations(features: Any, masks: Any, num_classes: int) -> tuple[list
     if len(features) != masks.shape[0]:
         raise ValueError(f"features holds {len(features)} images but masks holds {masks.shape[0]} masks; "
                          "one mask per image")
-    low, high = int(masks.min()), int(masks.max())
+    labelled = masks if ignore_index is None else masks[masks != ignore_index]
+    if labelled.numel() == 0:
+        raise ValueError(f"masks holds no labelled pixel (every pixel is ignore_index={ignore_index})")
+    low, high = int(labelled.min()), int(labelled.max())
     if low < 0 or high >= num_classes:
+        extra = "" if ignore_index is None else f", ignore_index={ignore_index}"
         raise ValueError(f"masks contains class {low if low < 0 else high}, outside 0..{num_classes - 1} "
-                         f"(num_classes={num_classes})")
+                         f"(num_classes={num_classes}{extra})")
     check_levels(features[0], None, "features[0]", batch=1)
     shapes = [tuple(level.shape) for level in features[0]]
     channels = [shape[1] for shape in shapes]
@@ -122,9 +128,9 @@ def evaluate_pixels(member: nn.Module, bank: PixelFeatureBank, labels: torch.Ten
 
 def train_member(member: nn.Module, bank: PixelFeatureBank, labels: torch.Tensor, *, generator: torch.Generator,
                  lr: float, batch_pixels: int, max_epochs: int, patience: int, val_fraction: float,
-                 pixels_per_epoch: int | None = None, index: int = 0,
+                 pixels_per_epoch: int | None = None, index: int = 0, labelled: torch.Tensor | None = None,
                  on_epoch: Callable[[int, float | None], None] | None = None) -> MemberHistory:
-    """Train ``member`` in place on all pixels of ``bank`` with flat ``labels``; keep the best epoch.
+    """Train ``member`` in place on the pixels of ``bank`` with flat ``labels``; keep the best epoch.
 
     Args:
         member: the MLP (input ``bank.dim``), on ``bank.device``.
@@ -134,14 +140,17 @@ def train_member(member: nn.Module, bank: PixelFeatureBank, labels: torch.Tensor
         lr, batch_pixels, max_epochs, patience, val_fraction, pixels_per_epoch: see
             :class:`~datafactory.gan.interpreter.InterpreterConfig`.
         index: the member's index (recorded in the history).
+        labelled: flat indices (CPU, int64) of the pixels to learn from (default: all).
         on_epoch: called with ``(epoch, held-out loss or None)`` after each epoch (progress bars).
     """
-    total = labels.numel()
-    order = torch.randperm(total, generator=generator)
+    if labelled is None:
+        labelled = torch.arange(labels.numel())
+    total = len(labelled)
+    order = labelled[torch.randperm(total, generator=generator)]
     n_val = 0 if val_fraction == 0 else max(1, round(val_fraction * total))
     val_pixels, train_pixels = order[:n_val], order[n_val:]
     if len(train_pixels) < 2:
-        raise ValueError(f"masks hold {total} pixels; with val_fraction={val_fraction} fewer than 2 remain for training")
+        raise ValueError(f"masks hold {total} labelled pixels; with val_fraction={val_fraction} fewer than 2 remain for training")
     params = list(member.parameters())
     # the fused kernel: one call per step instead of one per tensor (x1.5 per CPU step on the tiny MLPs)
     fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)

@@ -207,6 +207,19 @@ def test_no_held_out_pixels_trains_every_epoch():
     assert history.epochs == 3 and not history.stopped_early and history.val_loss == ()
 
 
+def test_ignore_index_leaves_unlabelled_pixels_out():
+    features, masks = _shapes_problem(2, seed=5, size=12)
+    partial = masks.clone()
+    partial[:, :, :6] = 255  # the left half unlabelled
+    cfg = InterpreterConfig(num_classes=3, ensemble_size=1, max_epochs=3, ignore_index=255, val_fraction=0.2)
+    ensemble = fit_interpreter(features, partial, cfg)  # a 255 target would fail inside cross-entropy
+    assert ensemble.history[0].epochs == 3
+    with pytest.raises(ValueError, match="masks contains class 255"):
+        fit_interpreter(features, partial, dataclasses.replace(cfg, ignore_index=None))
+    with pytest.raises(ValueError, match="no labelled pixel"):
+        fit_interpreter(features, torch.full_like(masks, 255), cfg)
+
+
 def test_predict_chunks_and_dtypes_agree():
     ensemble = _ensemble(num_classes=4, members=3).eval()
     features = _features(5, seed=4)
@@ -330,7 +343,8 @@ def test_bad_forward_inputs_name_the_argument():
 
 @pytest.mark.parametrize("field, value", [("num_classes", 1), ("ensemble_size", 0), ("batch_pixels", 1),
                                           ("lr", 0.0), ("val_fraction", 1.0), ("patience", True),
-                                          ("hidden", ()), ("seed", -1), ("pixels_per_epoch", 1)])
+                                          ("hidden", ()), ("seed", -1), ("pixels_per_epoch", 1),
+                                          ("ignore_index", 2)])
 def test_bad_config_names_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         InterpreterConfig(**{"num_classes": 3, field: value})
