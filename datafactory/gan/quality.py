@@ -33,7 +33,7 @@ from torch import nn
 from .generator import Generator
 
 __all__ = ["QualityReference", "ShapeClassifier", "shapes_reference", "gan_quality", "frechet_distance",
-           "part_fractions"]
+           "part_fractions", "part_coherence", "high_frequency"]
 
 
 class ShapeClassifier(nn.Module):
@@ -64,13 +64,40 @@ def part_fractions(images: torch.Tensor) -> torch.Tensor:
     return torch.bincount(parts.flatten(), minlength=len(PART_CLASSES)).double() / parts.numel()
 
 
+def part_coherence(images: torch.Tensor) -> float:
+    """Spatial agreement of the oracle's part labels beyond chance: Cohen's kappa between each
+    pixel's part and its right / lower neighbour's, ``(p_same - p_chance) / (1 - p_chance)`` with
+    ``p_chance = sum_k f_k^2`` from the part fractions. About 0 for speckle or noise, high for
+    solid regions."""
+    from loaders.shapes import annotate_parts
+
+    parts = annotate_parts(((images.float() + 1) / 2).clamp(0, 1))
+    same = total = 0
+    for a, b in ((parts[..., :, 1:], parts[..., :, :-1]), (parts[..., 1:, :], parts[..., :-1, :])):
+        same += int((a == b).sum())
+        total += a.numel()
+    f = torch.bincount(parts.flatten(), minlength=4).double() / parts.numel()
+    chance = float((f**2).sum())
+    return (same / total - chance) / max(1 - chance, 1e-12)
+
+
+def high_frequency(images: torch.Tensor) -> float:
+    """Mean absolute 4-neighbour Laplacian of images in ``[-1, 1]`` mapped to ``[0, 1]``."""
+    x = (images.float() + 1) / 2
+    lap = 4 * x[..., 1:-1, 1:-1] - x[..., :-2, 1:-1] - x[..., 2:, 1:-1] - x[..., 1:-1, :-2] - x[..., 1:-1, 2:]
+    return float(lap.abs().mean())
+
+
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """``||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2))`` of Gaussians fitted to rows."""
     from scipy import linalg
 
     mu_a, mu_b = a.mean(0), b.mean(0)
     s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean, _ = linalg.sqrtm(s_a @ s_b, disp=False)
+    covmean = linalg.sqrtm(s_a @ s_b)
+    if not np.isfinite(covmean).all():  # singular product: regularise as FID implementations do
+        offset = np.eye(len(s_a)) * 1e-6
+        covmean = linalg.sqrtm((s_a + offset) @ (s_b + offset))
     covmean = covmean.real
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b) - 2 * np.trace(covmean))
 
@@ -156,7 +183,12 @@ def gan_quality(generator: Generator, reference: QualityReference, n: int = 500,
     ``confidence_fake`` / ``confidence_real`` (mean max softmax), ``class_entropy_fake`` /
     ``class_entropy_real`` (normalised entropy of the predicted-class histogram, 1 = uniform),
     ``frechet`` (generated vs real features), ``frechet_real_floor`` (two disjoint halves of the
-    real reference, scaled to the same sample size), ``classifier_accuracy``.
+    real reference), ``coherence_fake`` / ``coherence_real`` (:func:`part_coherence`),
+    ``high_freq_fake`` / ``high_freq_real`` (:func:`high_frequency`), ``classifier_accuracy``.
+
+    Pixel fractions and the Fréchet distance alone can be fooled: images of coloured noise
+    spread their pixels over the parts and land near the real feature mean. Coherence and
+    high-frequency energy tell such images apart; read all the numbers together.
     """
     if generator.resolution != reference.resolution:
         raise ValueError(f"generator resolution {generator.resolution} != reference resolution {reference.resolution}")
@@ -181,5 +213,9 @@ def gan_quality(generator: Generator, reference: QualityReference, n: int = 500,
         "class_entropy_real": _entropy(hist(p_real)),
         "frechet": frechet_distance(f_fake, f_real),
         "frechet_real_floor": frechet_distance(f_real[:half], f_real[half : 2 * half]),
+        "coherence_fake": part_coherence(fake),
+        "coherence_real": part_coherence(real),
+        "high_freq_fake": high_frequency(fake),
+        "high_freq_real": high_frequency(real),
         "classifier_accuracy": reference.classifier_accuracy,
     }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -306,3 +307,32 @@ def test_train_config_round_trip_and_strict_keys():
         GanTrainConfig.from_dict({"model": {"chanel_max": 3}})
     with pytest.raises(TypeError, match="cfg"):
         train_gan({"steps": 1}, "shapes", "/nonexistent")
+
+
+# -- quality measures ---------------------------------------------------------------------------
+
+
+def test_frechet_distance_of_known_gaussians():
+    from datafactory.gan.quality import frechet_distance
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((20000, 2))
+    b = rng.standard_normal((20000, 2)) * 2 + np.array([3.0, 0.0])
+    # ||mu||^2 + tr(I + 4I - 2 * 2I) = 9 + 2
+    assert frechet_distance(a, b) == pytest.approx(11.0, rel=0.03)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_part_measures_tell_solid_shapes_from_noise():
+    from loaders import open_dataset
+
+    from datafactory.gan.quality import high_frequency, part_coherence, part_fractions
+
+    ds = open_dataset("shapes", split="val", size=8, resolution=32)
+    real = torch.stack([ds[i]["image"] for i in range(8)]).float() / 127.5 - 1
+    noise = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    fractions = part_fractions(real)
+    assert fractions.sum().item() == pytest.approx(1.0) and fractions[0] > 0.5  # mostly background
+    assert part_coherence(real) > 0.5
+    assert abs(part_coherence(noise)) < 0.05
+    assert high_frequency(noise) > 2 * high_frequency(real)
