@@ -119,9 +119,11 @@ def _fit(args: argparse.Namespace) -> int:
     from datafactory.gan.interpreter import InterpreterConfig
 
     settings = parse_settings(args.config, args.set)
+    annotations = import_annotations(_masks_dir(args), Path(args.annotation) / "manifest.json", args.num_classes,
+                                     ignore_index=args.ignore_index, partial=args.partial)
+    if args.ignore_index is not None and bool((annotations.masks == args.ignore_index).any()):
+        settings.setdefault("ignore_index", args.ignore_index)  # unlabeled pixels are left out of training
     cfg = InterpreterConfig.from_dict({"num_classes": args.num_classes, **settings})
-    annotations = import_annotations(_masks_dir(args), Path(args.annotation) / "manifest.json", cfg.num_classes,
-                                     partial=args.partial)
     ensemble = fit_interpreter_from_annotations(args.generator, annotations, cfg, args.out, progress=not args.quiet,
                                                 device=args.device)
     best = [h.best_epoch for h in getattr(ensemble, "history", ())]
@@ -184,11 +186,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         parser.add_argument("--masks", help="mask folder (default: ANNOTATION/masks)")
         parser.add_argument("--num-classes", dest="num_classes", type=int, required=True, help="mask classes")
         parser.add_argument("--partial", action="store_true", help="use the images that have a mask, skip the others")
+        parser.add_argument("--ignore-index", dest="ignore_index", type=_ignore, default=255,
+                            help="mask value of unlabeled pixels, or 'none' (default: %(default)s)")
 
     check = commands.add_parser("import-annotations", help="check the drawn masks and count pixels per class")
     annotation_args(check)
-    check.add_argument("--ignore-index", dest="ignore_index", type=_ignore, default=255,
-                       help="value of unlabeled pixels, or 'none' (default: %(default)s)")
     check.add_argument("--oracle", choices=ORACLES, help="draw the masks with a colour oracle first (demo data only)")
     check.set_defaults(func=_import)
 

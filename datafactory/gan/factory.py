@@ -103,7 +103,8 @@ def fit_interpreter_from_annotations(
         generator: a Generator, or a generator checkpoint path.
         annotations: an :class:`~datafactory.gan.annotate.AnnotationSet` (from ``import_annotations``).
         config: an :class:`~datafactory.gan.interpreter.InterpreterConfig` (default: the paper's,
-            with ``num_classes`` from the annotations).
+            with ``num_classes`` from the annotations, and their ``ignore_index`` when a mask
+            has unlabeled pixels).
         out_path: where to save it (``.pt``; its config goes to the ``.json`` next to it).
         progress: a progress bar over ensemble members.
         device: where to train (default: CUDA when available).
@@ -114,18 +115,19 @@ def fit_interpreter_from_annotations(
     from datafactory.gan.annotate import _resolve_generator
     from datafactory.gan.interpreter import InterpreterConfig, fit_interpreter, save_interpreter
 
+    unlabeled = annotations.masks >= annotations.num_classes  # the ignore value (import_annotations checked)
     if config is None:
-        config = InterpreterConfig(num_classes=annotations.num_classes)
+        config = InterpreterConfig(num_classes=annotations.num_classes,
+                                   ignore_index=annotations.ignore_index if bool(unlabeled.any()) else None)
     if not isinstance(config, InterpreterConfig):
         raise TypeError(f"config must be an InterpreterConfig, got {type(config).__name__}")
     if config.num_classes != annotations.num_classes:
         raise ValueError(f"config.num_classes={config.num_classes} but the annotations have {annotations.num_classes} classes")
-    unlabeled = annotations.masks >= annotations.num_classes
-    if bool(unlabeled.any()):
+    if bool(unlabeled.any()) and config.ignore_index != annotations.ignore_index:
         first = int(unlabeled.flatten(1).any(1).nonzero()[0])
         raise ValueError(f"mask {annotations.keys[first]}.png holds {int(unlabeled[first].sum())} unlabeled pixels "
-                         f"({annotations.ignore_index}); the interpreter trains on fully labelled masks: give those "
-                         "pixels a class")
+                         f"({annotations.ignore_index}) but the interpreter config has ignore_index="
+                         f"{config.ignore_index}: set ignore_index={annotations.ignore_index} to leave them out")
     model, _ = _resolve_generator(generator, device)
     features = regenerate_features(model, annotations)
     dev = device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
@@ -196,14 +198,16 @@ def run_factory(
             the masks must be in ``<out>/annotation/masks/`` (the run stops with a
             ``FileNotFoundError`` saying so until they are).
         interpreter: an :class:`~datafactory.gan.interpreter.InterpreterConfig` (default: the
-            paper's ensemble of 10 with ``num_classes``).
+            paper's ensemble of 10 with ``num_classes``; mask value 255 marks unlabeled pixels).
+            Its ``ignore_index`` is the unlabeled value accepted in the masks (``None``: none).
         generate: a :class:`~datafactory.gan.generate.GenerateConfig` (default: 1,000 candidates,
             the 10% most uncertain dropped).
         dataset_options: options of a registered dataset ``source``.
         device: where the models run (default: CUDA when available).
         progress: progress bars.
     """
-    from datafactory.gan.annotate import import_annotations, oracle_annotate, read_manifest, sample_for_annotation
+    from datafactory.gan.annotate import (IGNORE_INDEX, import_annotations, oracle_annotate, read_manifest,
+                                          sample_for_annotation)
     from datafactory.gan.gan_train import GanTrainConfig, train_gan
     from datafactory.gan.generate import GenerateConfig, generate_shards
     from datafactory.gan.generator import checkpoint_sha256, load_generator
@@ -213,7 +217,7 @@ def run_factory(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     gan = GanTrainConfig() if gan is None else gan
-    interpreter = InterpreterConfig(num_classes=num_classes) if interpreter is None else interpreter
+    interpreter = InterpreterConfig(num_classes=num_classes, ignore_index=IGNORE_INDEX) if interpreter is None else interpreter
     generate = GenerateConfig(count=1000, drop_fraction=0.1) if generate is None else generate
     if interpreter.num_classes != num_classes:
         raise ValueError(f"interpreter.num_classes={interpreter.num_classes} but num_classes={num_classes}")
@@ -242,7 +246,7 @@ def run_factory(
     if not any(masks.glob("*.png")):
         raise FileNotFoundError(errno.ENOENT, f"no masks yet: draw one index PNG per image of {str(annotation / 'images')!r} "
                                 "(values = class ids, same size, same name) into this folder and run again", str(masks))
-    annotations = import_annotations(masks, manifest_path, num_classes)
+    annotations = import_annotations(masks, manifest_path, num_classes, ignore_index=interpreter.ignore_index)
     seconds["annotate"] = time.perf_counter() - began
 
     began = time.perf_counter()

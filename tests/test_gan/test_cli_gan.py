@@ -58,12 +58,16 @@ def test_train_sample_import_fit_generate(tmp_path, capsys):
     assert main(["gan", "import-annotations", "--annotation", str(annotation), "--num-classes", "2"]) == 0
     assert "5 masks OK (16x16); pixels per class 0: 640, 1: 640" in capsys.readouterr().out
 
+    unlabeled = np.tile(np.array([0] * 8 + [1] * 8, dtype=np.uint8), (16, 1))
+    unlabeled[0, :3] = 255  # a person left 3 pixels unlabeled: left out of the interpreter's training
+    Image.fromarray(unlabeled).save(annotation / "masks" / f"{keys[1]}.png")
     interpreter = tmp_path / "interpreter.pt"
     assert main(["gan", "fit-interpreter", "--generator", str(generator), "--annotation", str(annotation),
                  "--num-classes", "2", "--out", str(interpreter), "--set", "ensemble_size=2", "--set", "max_epochs=2",
                  "--set", "pixels_per_epoch=256", "--quiet", "--device", "cpu"]) == 0
     assert "interpreter: 2 members on 5 annotated images" in capsys.readouterr().out
-    assert json.loads(interpreter.with_suffix(".json").read_text())["config"]["ensemble_size"] == 2
+    saved = json.loads(interpreter.with_suffix(".json").read_text())["config"]
+    assert saved["ensemble_size"] == 2 and saved["ignore_index"] == 255
 
     out = tmp_path / "generated"
     assert main(["gan", "generate", "--generator", str(generator), "--interpreter", str(interpreter), "--out", str(out),

@@ -162,12 +162,16 @@ def test_fit_regenerates_features_and_refuses_another_generator(tiny_setup, make
     assert len(features) == 4 and [tuple(f.shape) for f in features[0]] == [(1, 12, 8, 8), (1, 8, 16, 16)]
     with pytest.raises(ValueError, match=r"seed_500\.png.*differs from the annotated one.*wrong generator"):
         regenerate_features(make_tiny(seed=1), annotations)
-    with pytest.raises(ValueError, match="unlabeled pixels"):
-        masks = annotations.masks.clone()
-        masks[2, 0, 0] = 255
-        from dataclasses import replace
+    from dataclasses import replace
 
-        fit_interpreter_from_annotations(make_tiny(), replace(annotations, masks=masks))
+    masks = annotations.masks.clone()
+    masks[2, 0, :5] = 255
+    partly = replace(annotations, masks=masks)
+    with pytest.raises(ValueError, match=r"seed_502\.png holds 5 unlabeled pixels \(255\).*ignore_index=None"):
+        fit_interpreter_from_annotations(make_tiny(), partly, InterpreterConfig(num_classes=3, max_epochs=1))
+    fitted = fit_interpreter_from_annotations(make_tiny(), partly, InterpreterConfig(
+        num_classes=3, ensemble_size=2, max_epochs=1, ignore_index=255), device="cpu")  # those pixels left out
+    assert fitted.cfg.ignore_index == 255
 
 
 def test_adapter_pickles_without_loaded_models(bundled):
