@@ -308,8 +308,8 @@ def run_gan_demo(out_dir: str | os.PathLike, *, quick: bool = True, progress: bo
         A JSON-friendly dict: ``out_dir``, ``generator`` / ``interpreter`` / ``shards`` /
         ``annotation`` (paths), ``counts`` (``candidates``, ``dropped``, ``written``,
         ``annotated``), ``threshold``, ``verified``, ``oracle_agreement`` (``pixel_accuracy``,
-        ``miou``, per-part ``iou``), ``gan`` (``steps``, ``images``), ``seconds`` (per stage and
-        ``total``).
+        ``miou``, per-part ``iou``), ``gan`` (``steps``, ``images_seen``, ``training_images``,
+        ``resolution``, ``samples``: the trainer's PNG grid), ``seconds`` (per stage and ``total``).
     """
     from datafactory.gan.gan_train import GanTrainConfig
     from datafactory.gan.generate import GenerateConfig
@@ -331,7 +331,8 @@ def run_gan_demo(out_dir: str | os.PathLike, *, quick: bool = True, progress: bo
         dataset_options={"size": images, "resolution": resolution}, progress=progress,
     )
     agreement = _oracle_agreement(result.shards)
-    gan_info = read_json(result.generator.with_suffix(".json"))
+    training = read_json(result.generator.with_suffix(".json")).get("training", {})
+    samples = result.generator.parent / "samples.png"
     seconds = {**{k: round(v, 2) for k, v in result.seconds.items()}, "total": round(time.perf_counter() - began, 2)}
     return {
         "out_dir": str(result.out_dir),
@@ -344,7 +345,8 @@ def run_gan_demo(out_dir: str | os.PathLike, *, quick: bool = True, progress: bo
         "threshold": result.generate.threshold,
         "verified": result.verified,
         "oracle_agreement": agreement,
-        "gan": {"steps": gan.steps, "images": images, "resolution": resolution,
-                "info": {k: gan_info[k] for k in ("steps", "images_seen") if isinstance(gan_info, dict) and k in gan_info}},
+        "gan": {"steps": training.get("steps", gan.steps), "images_seen": training.get("images_seen"),
+                "training_images": training.get("num_training_images", images), "resolution": resolution,
+                "samples": str(samples) if samples.exists() else None},
         "seconds": seconds,
     }

@@ -198,3 +198,27 @@ def test_ray_engine_gives_the_same_shards(tmp_path, bundled):
     meta = decode("json", _samples(remote.shards)[0]["json"])
     assert meta["generator_sha256"] == checkpoint_sha256(bundled["generator"])
     assert meta["generator"] == "generator.pt"
+
+
+def test_run_factory_stops_for_masks_then_resumes_each_stage(tmp_path, annotator, monkeypatch):
+    from datafactory.gan import factory
+    from datafactory.gan.gan_train import GanTrainConfig
+    from datafactory.gan.stylegan import StyleGAN2Config
+
+    gan = GanTrainConfig(model=StyleGAN2Config(resolution=16, z_dim=16, w_dim=16, channel_base=128, channel_max=16),
+                         steps=2, batch_size=4, log_every=0, checkpoint_every=0, sample_grid=0)
+    settings = dict(gan=gan, annotate_count=3, num_classes=3, dataset_options={"size": 8}, device="cpu", progress=False,
+                    interpreter=InterpreterConfig(num_classes=3, ensemble_size=2, max_epochs=1, ignore_index=255),
+                    generate=GenerateConfig(count=6, drop_fraction=0.5, batch_size=4, max_count=4))
+    with pytest.raises(FileNotFoundError, match="no masks yet.*run again"):
+        factory.run_factory("shapes", tmp_path, **settings)
+    assert len(list((tmp_path / "annotation" / "images").glob("*.png"))) == 3
+    oracle_annotate(tmp_path / "annotation", annotator=annotator)  # "the person" draws the masks
+    result = factory.run_factory("shapes", tmp_path, **settings)
+    assert result.verified and (result.generate.candidates, result.generate.dropped, result.generate.written) == (6, 3, 3)
+    assert json.loads((tmp_path / "factory.json").read_text())["interpreter"]["config"]["ensemble_size"] == 2
+    fitted = []
+    monkeypatch.setattr(factory, "fit_interpreter_from_annotations", lambda *a, **k: fitted.append(a))
+    again = factory.run_factory("shapes", tmp_path, **settings)
+    assert fitted == [] and again.generate.resumed_shards == 1  # nothing refitted, the finished build kept
+    assert _tree(again.shards) == _tree(result.shards)
