@@ -33,6 +33,12 @@ _EXPORTS: dict[str, str] = {
     "checkpoint_sha256": "generator",
     "latents_for_seeds": "generator",
     "load_generator": "generator",
+    # bundled network and its trainer
+    "BundledGenerator": "stylegan",
+    "StyleGAN2Config": "stylegan",
+    "GanTrainConfig": "gan_train",
+    "GanTrainResult": "gan_train",
+    "train_gan": "gan_train",
     # interpreter
     "EnsemblePrediction": "interpreter",
     "InterpreterConfig": "interpreter",
@@ -40,6 +46,10 @@ _EXPORTS: dict[str, str] = {
     "fit_interpreter": "interpreter",
     "load_interpreter": "interpreter",
     "save_interpreter": "interpreter",
+    "image_scores": "uncertainty",
+    "js_uncertainty": "uncertainty",
+    "keep_least_uncertain": "uncertainty",
+    "majority_vote": "uncertainty",
     # annotation
     "AnnotationSet": "annotate",
     "import_annotations": "annotate",
@@ -48,6 +58,8 @@ _EXPORTS: dict[str, str] = {
     # generation / factory
     "GenerateConfig": "generate",
     "GenerateResult": "generate",
+    "GeneratedSamples": "generate",
+    "ScoredCandidates": "generate",
     "generate_shards": "generate",
     "FactoryResult": "factory",
     "fit_interpreter_from_annotations": "factory",
