@@ -41,7 +41,7 @@ from pipelines.train.vatt_data import PROBE_TARGETS, ClipTransform, normalize_vi
 from pipelines.train.vatt_eval import chance_levels, multilabel_probe, recall_at, retrieval_ranks
 from pipelines.train.vatt_losses import vatt_loss
 
-__all__ = ["TASK", "VattConfig", "VattTask", "avshapes_shards", "build_vatt", "droptoken_step_times",
+__all__ = ["TASK", "VattConfig", "VattTask", "avshapes_shards", "build_vatt", "clip_transform", "droptoken_step_times",
            "probe_target", "small_scale_results", "tokenizer_of"]
 
 _PROBES = ("auto", *PROBE_TARGETS)
@@ -189,7 +189,8 @@ def probe_target(cfg: VattConfig) -> str:
     return "none"
 
 
-def _transform(cfg: VattConfig, train: bool, probe: str = "none") -> ClipTransform:
+def clip_transform(cfg: VattConfig, train: bool, probe: str = "none") -> ClipTransform:
+    """The per-sample transform of ``cfg`` (training: random crops; evaluation: centred)."""
     return ClipTransform(cfg.num_frames, cfg.frame_size, cfg.audio_samples, tokenizer_of(cfg), cfg.bag_size,
                          train=train, hflip=cfg.hflip, sample_rate=cfg.sample_rate, probe=probe)
 
@@ -279,7 +280,7 @@ class VattTask:
         return build_vatt(cfg)
 
     def train_loader(self, cfg: VattConfig, *, rank: int, world_size: int, epoch: int) -> Iterable[Batch]:
-        return shard_loader(cfg, "train", transform=_transform(cfg, True), rank=rank, world_size=world_size,
+        return shard_loader(cfg, "train", transform=clip_transform(cfg, True), rank=rank, world_size=world_size,
                             epoch=epoch, fields=("video", "audio"))
 
     def eval_loader(self, cfg: VattConfig) -> Iterable[Batch] | None:
@@ -287,7 +288,7 @@ class VattTask:
             return None
         probe = probe_target(cfg)
         fields = ("video", "audio") if probe == "none" else ("video", "audio", probe)
-        return eval_loader(cfg, transform=_transform(cfg, False, probe), fields=fields)
+        return eval_loader(cfg, transform=clip_transform(cfg, False, probe), fields=fields)
 
     def training_step(self, model: nn.Module, batch: Batch, cfg: VattConfig) -> tuple[torch.Tensor, dict[str, float]]:
         out = model(normalize_video(batch["video"]), batch["audio"].float(), batch["text_ids"], batch["text_mask"])
@@ -314,7 +315,7 @@ class VattTask:
             Path(out_dir).mkdir(parents=True, exist_ok=True)
             _retrieval_listing(found, ranks, Path(out_dir) / "retrieval.json")
         if probe != "none":
-            probe_batches = shard_loader(cfg, "train", transform=_transform(cfg, False, probe), rank=0, world_size=1,
+            probe_batches = shard_loader(cfg, "train", transform=clip_transform(cfg, False, probe), rank=0, world_size=1,
                                          epoch=0, fields=("video", "audio", probe), shuffle=False, drop_last=False)
             train = _collect(vatt, probe_batches, device, probe, limit=cfg.probe_max_samples)
             metrics.update(_probe_metrics(cfg, probe, train, found))
