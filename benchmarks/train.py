@@ -11,10 +11,22 @@
    optimizer steps per second of each, and the ratio (a report: no target). On a busy machine,
    2 intra-op threads can be far slower than 1 (OpenMP threads wait on each other).
 
-Shards are rendered from the embedded ``shapes`` dataset (no downloads) into a temporary folder.
+3. **VATT** (``--part vatt``). (a) DropToken: a full training step (forward, NCE + MIL-NCE,
+   backward, AdamW) of the ``vatt`` trainer's model at DropToken 0 / 50 / 75% on the same batch
+   of random clips (16 frames of 64 px in 2x8x8 voxels = 512 video tokens, 1 s of 16 kHz audio in
+   128-sample segments = 120 audio tokens, 4 captions of 16 words; width 192, 4 blocks), the
+   rates timed in turn, best of ``--vatt-steps`` rounds; ratios 50% / 0% (target <= 0.6; VATT's
+   FLOPs ratio is 375 / 785 = 0.48) and 75% / 0%. (b) Clip loading: clips/s through the trainer's
+   own shard loader (H.264 + FLAC decoding and the clip transform, ``--workers`` processes) on
+   ``avshapes`` clips of the same size, against the clips/s the trainer consumes at DropToken 50%
+   on the same batch size; ratio >= 1 means loading keeps up (a report: no target).
 
-    python benchmarks/train.py                    # both parts, about 2-3 minutes on 2 cores
+Shards are rendered from the embedded ``shapes`` and ``avshapes`` datasets (no downloads) into a
+temporary folder.
+
+    python benchmarks/train.py                    # every part, about 4-6 minutes on 2 cores
     python benchmarks/train.py --part loader --workers 1 --steps 30 --image-size 64
+    python benchmarks/train.py --part vatt --vatt-batch 8 --vatt-steps 3
 """
 
 from __future__ import annotations
@@ -183,9 +195,50 @@ def ddp_part(args: argparse.Namespace, data: Path) -> None:
     print(f"  ratio 2 processes / 1 process with 2 threads: {two / one:.3f} (with 1 thread: {two / one_thread:.3f})")
 
 
+#: the VATT part's model and clips (see the module docstring)
+VATT_SIZES = ["num_frames=16", "frame_size=64", "patch_frames=2", "patch_size=8", "audio_samples=15360",
+              "audio_segment=128", "vocab_size=16384", "max_words=16", "bag_size=4", "hidden_dim=192", "depth=4",
+              "num_heads=3", "mlp_dim=768", "va_dim=512", "vt_dim=256", "sample_rate=16000"]
+
+
+def vatt_part(args: argparse.Namespace, data: Path) -> None:
+    from pipelines.train.vatt import VattConfig, avshapes_shards, droptoken_step_times
+
+    cfg = load_config(VattConfig, overrides=[*VATT_SIZES, f"batch_size={args.vatt_batch}", "device=cpu"])
+    print(f"\n== VATT DropToken: batch {cfg.batch_size}, {torch.get_num_threads()} intra-op threads, best of "
+          f"{args.vatt_steps} rounds per rate")
+    times = droptoken_step_times(cfg, (0.0, 0.5, 0.75), steps=args.vatt_steps)
+    for rate, row in times.items():
+        print(f"  drop {rate:4.0%}: {row['seconds']:7.3f} s/step, the encoders see {row['video_tokens']:.0f} video and "
+              f"{row['audio_tokens']:.0f} audio tokens (aggregation token included)")
+    full = times[0.0]["seconds"]
+    print(f"  ratio 50% / 0%: {times[0.5]['seconds'] / full:.3f} (target <= 0.6; VATT's FLOPs ratio 0.48), "
+          f"75% / 0%: {times[0.75]['seconds'] / full:.3f}; load average now {os.getloadavg()[0]:.2f}")
+
+    count = max(args.vatt_clips, 4 * cfg.batch_size)
+    train, _ = avshapes_shards(data, seed=0, train_size=count, val_size=1,
+                               options={"resolution": 64, "num_frames": 16, "fps": 8.0, "sample_rate": 16000})
+    loading = load_config(VattConfig, overrides=[*VATT_SIZES, f"shards={train}", f"batch_size={cfg.batch_size}",
+                                                 f"num_workers={args.workers}", "progress=false"])
+    from pipelines.train.vatt import TASK
+
+    clips, start = 0, None
+    for batch in TASK.train_loader(loading, rank=0, world_size=1, epoch=0):
+        if start is None:  # from the first batch on: worker start-up is not the steady rate
+            start = time.perf_counter()
+            continue
+        clips += len(batch["query"])
+    loaded = clips / (time.perf_counter() - start)
+    consumed = cfg.batch_size / times[0.5]["seconds"]
+    print(f"\n== VATT clip loading: {clips} avshapes clips (16 frames of 64 px H.264, 2 s of 16 kHz FLAC) through the "
+          f"trainer's loader with {args.workers} worker(s)")
+    print(f"  loader {loaded:.1f} clips/s, trainer at DropToken 50% {consumed:.1f} clips/s: ratio {loaded / consumed:.2f} "
+          f"(>= 1: loading keeps up); load average now {os.getloadavg()[0]:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("all", "loader", "ddp"), default="all")
+    parser.add_argument("--part", choices=("all", "loader", "ddp", "vatt"), default="all")
     parser.add_argument("--task", default="vit", help="trainer to measure (vit falls back to segment)")
     parser.add_argument("--count", type=int, default=512, help="shapes samples in the shards")
     parser.add_argument("--image-size", type=int, default=64)
@@ -195,6 +248,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads of the training process (0 = torch's default)")
     parser.add_argument("--data", help="folder for the shards (default: a temporary one)")
+    parser.add_argument("--vatt-batch", type=int, default=8, help="clips per step (VATT part)")
+    parser.add_argument("--vatt-steps", type=int, default=5, help="timed rounds per DropToken rate (VATT part)")
+    parser.add_argument("--vatt-clips", type=int, default=128, help="avshapes clips loaded (VATT part)")
     parser.add_argument("--ddp-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--shards", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -211,6 +267,8 @@ def main() -> None:
             loader_part(args, data)
         if args.part in ("all", "ddp"):
             ddp_part(args, data)
+        if args.part in ("all", "vatt"):
+            vatt_part(args, data)
 
 
 if __name__ == "__main__":
