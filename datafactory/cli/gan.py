@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -138,8 +139,12 @@ def _generate(args: argparse.Namespace) -> int:
     config = GenerateConfig(count=args.count, seed=args.seed, drop_fraction=args.drop_fraction,
                             top_fraction=args.top_fraction, batch_size=args.batch_size, max_count=args.max_count,
                             workers=args.workers, engine=args.engine, ray_address=args.ray_address, device=args.device)
-    result = generate_shards(args.generator, args.interpreter, args.out, config, overwrite=args.overwrite,
-                             progress=not args.quiet)
+    try:
+        result = generate_shards(args.generator, args.interpreter, args.out, config, overwrite=args.overwrite,
+                                 progress=not args.quiet)
+    except RuntimeError as error:  # Ray missing or a Ray failure
+        print(f"datafactory: error: {error}", file=sys.stderr)
+        return 2
     threshold = "" if result.threshold is None else f" (kept scores <= {result.threshold:.4g})"
     print(f"generated {result.candidates} candidates: {result.dropped} dropped as most uncertain{threshold}, "
           f"{result.written} written in {result.seconds:.1f}s -> {result.shards}")

@@ -38,6 +38,7 @@ import torch
 from loaders import Adapter, decode, encode
 from loaders.schema import KEY
 from pipelines import build_shards
+from pipelines.engines import require_engine
 from pipelines.manifest import read_index, read_json, write_json
 
 __all__ = [
@@ -350,11 +351,15 @@ def generate_shards(
 
     Returns:
         A :class:`GenerateResult` (counts also in ``generate.json``).
+
+    Raises:
+        RuntimeError: ``engine="ray"`` without Ray installed (the message says how to install it).
     """
     began = time.perf_counter()
     if not isinstance(config, GenerateConfig):
         raise TypeError(f"config must be a GenerateConfig, got {type(config).__name__}")
     _check_generator_spec(generator)
+    require_engine(config.engine)  # before anything is written: Ray missing names the install command
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     record = {"format": GENERATE_FORMAT, "generator": checkpoint_record(generator, generator_sha256),

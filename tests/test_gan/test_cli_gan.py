@@ -97,3 +97,13 @@ def test_oracle_import_and_errors_go_through_the_cli_error_path(bundled, tmp_pat
     assert main(["gan", "fit-interpreter", "--generator", str(bundled["generator"]), "--annotation", str(annotation),
                  "--num-classes", "4", "--out", str(tmp_path / "i.pt"), "--set", "no_such_key=1"]) == 2
     assert "no_such_key" in capsys.readouterr().err
+
+
+def test_ray_missing_is_an_error_line_before_anything_is_written(bundled, tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    assert main(["gan", "generate", "--generator", str(bundled["generator"]), "--interpreter", str(bundled["interpreter"]),
+                 "--out", str(tmp_path / "g"), "--count", "2", "--engine", "ray"]) == 2
+    assert 'pip install "datafactory-toolkit[ray]"' in capsys.readouterr().err
+    assert not (tmp_path / "g").exists()
