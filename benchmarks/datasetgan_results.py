@@ -105,7 +105,7 @@ def _train_segment(shards: Path, test: Path, out: Path, *, steps: int, seed: int
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from datafactory.gan.annotate import import_annotations, oracle_annotate, sample_for_annotation
-    from datafactory.gan.factory import fit_interpreter_from_annotations
+    from datafactory.gan.factory import fit_interpreter_from_annotations, oracle_label_agreement
     from datafactory.gan.gan_train import GanTrainConfig, train_gan
     from datafactory.gan.generate import GenerateConfig, generate_shards
     from datafactory.gan.interpreter import InterpreterConfig
@@ -173,7 +173,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                          "test": args.test, "seg_steps": args.seg_steps, "seeds": list(args.seeds),
                          "seed": args.seed, "threads": torch.get_num_threads()},
             "counts": {name: {"candidates": r.candidates, "dropped": r.dropped, "written": r.written,
-                              "threshold": r.threshold} for name, r in synthetic.items()},
+                              "threshold": r.threshold, "oracle_agreement": oracle_label_agreement(r.shards)}
+                       for name, r in synthetic.items()},
             "workdir": str(workdir)}
 
 
@@ -189,6 +190,15 @@ def table(results: dict[str, Any]) -> str:
     oracle = results["oracle_on_test"]
     lines.append(f"| (no training: the colour oracle's labels of the test images) | {oracle['miou']:.3f} | | "
                  f"{oracle['pixel_acc']:.3f} | | |")
+    lines += ["", "Label quality of the synthetic sets: their masks against the colour oracle's reading of the same "
+              "generated images (what a perfect interpreter would output; realism of the images is not measured "
+              "here).", "", "| set | candidates | dropped | written | kept scores <= | pixel acc. | mIoU |",
+              "|---|---|---|---|---|---|---|"]
+    for name, count in results["counts"].items():
+        agreement = count["oracle_agreement"]
+        threshold = "-" if count["threshold"] is None else f"{count['threshold']:.3f}"
+        lines.append(f"| {name} | {count['candidates']} | {count['dropped']} | {count['written']} | {threshold} | "
+                     f"{agreement['pixel_accuracy']:.3f} | {agreement['miou']:.3f} |")
     lines += ["", f"Generator: {s['gan_steps']} steps on {s['gan_images']} unlabelled real images (seed {s['seed']}); "
               f"K = {s['annotated']} generated images annotated by the colour oracle; interpreter: 10 MLPs.", "",
               "| stage | wall time (s) |", "|---|---|"]

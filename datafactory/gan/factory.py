@@ -38,6 +38,7 @@ from pipelines.manifest import read_json, write_json
 __all__ = [
     "FactoryResult",
     "fit_interpreter_from_annotations",
+    "oracle_label_agreement",
     "regenerate_features",
     "run_factory",
     "run_gan_demo",
@@ -273,8 +274,15 @@ def run_factory(
 # -- the demo ------------------------------------------------------------------------------------------
 
 
-def _oracle_agreement(shards: Path) -> dict[str, Any]:
-    """How well the generated masks match the colour oracle's reading of the generated images."""
+def oracle_label_agreement(shards: str | os.PathLike) -> dict[str, Any]:
+    """How well generated masks match the ``shapes`` colour oracle's reading of the generated images.
+
+    Meaningful for generators of the ``shapes`` domain only: it measures the interpreter's labels
+    (what the oracle would have drawn on those images), not how realistic the images are.
+
+    Returns:
+        ``{"pixel_accuracy", "miou", "iou": {part: IoU}}`` over all samples of the shard set.
+    """
     from loaders.shapes import PART_CLASSES, annotate_parts
     from pipelines import make_loader
 
@@ -330,7 +338,7 @@ def run_gan_demo(out_dir: str | os.PathLike, *, quick: bool = True, progress: bo
         interpreter=interpreter, generate=GenerateConfig(count=count, drop_fraction=0.2, batch_size=32, max_count=64),
         dataset_options={"size": images, "resolution": resolution}, progress=progress,
     )
-    agreement = _oracle_agreement(result.shards)
+    agreement = oracle_label_agreement(result.shards)
     training = read_json(result.generator.with_suffix(".json")).get("training", {})
     samples = result.generator.parent / "samples.png"
     seconds = {**{k: round(v, 2) for k, v in result.seconds.items()}, "total": round(time.perf_counter() - began, 2)}
