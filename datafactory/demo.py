@@ -7,7 +7,10 @@ back through the streaming loader (:func:`demo_roundtrip`, also usable on its ow
 then it trains the bundled ``segment`` (U-Net on the part masks) and ``vit`` (ViT-tiny with
 P-Shuffle negatives) trainers for a few epochs on those shards and evaluates them on shards of the
 validation split (:func:`demo_training`). The runs are short: they show the flow and its outputs
-(run folders, metrics, prediction PNGs), not the accuracy a real run reaches.
+(run folders, metrics, prediction PNGs), not the accuracy a real run reaches. Last, the DatasetGAN
+factory runs at a tiny size (:func:`datafactory.gan.factory.run_gan_demo`): a generator trained
+on ``shapes`` images, 16 generated images annotated by the colour oracle (standing in for a
+person), the interpreter ensemble, and labelled shards generated with uncertainty filtering.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class DemoConfig:
     batch_size: int = 32
     val_samples: int = 64
     train_epochs: int = 3
+    gan: bool = True
 
 
 def oracle_agreement(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -179,6 +183,11 @@ def run_demo(config: DemoConfig = DemoConfig(), *, progress: bool = True) -> dic
                      max_count=config.max_count, progress=progress, overwrite=True)
         training = demo_training(out / "shards", out / "shards-val", out / "runs", epochs=config.train_epochs,
                                  seed=config.seed, progress=progress)
+    gan = None
+    if config.gan:
+        from datafactory.gan.factory import run_gan_demo
+
+        gan = run_gan_demo(out / "gan", quick=True, progress=progress)
     summary = {
         "samples": len(samples),
         "classes": {name: sum(s["label"] == i for s in samples) for i, name in enumerate(dataset.classes)},
@@ -186,6 +195,7 @@ def run_demo(config: DemoConfig = DemoConfig(), *, progress: bool = True) -> dic
         "preview": str(preview),
         "shards": shards,
         "training": training,
+        "gan": gan,
     }
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -29,6 +29,16 @@ def _run(args: argparse.Namespace) -> int:
             scores = (f"top-1 {run['top1']:.3f}; on P-Shuffle / P-Rotate / P-Infill views "
                       f"{run['patch_shuffle_top1']:.3f} / {run['patch_rotate_top1']:.3f} / {run['patch_infill_top1']:.3f}")
         print(f"train     {name}: {run['steps']} steps in {run['seconds']:.0f} s, {scores} -> {run['out']}")
+    gan = summary["gan"]
+    if gan is not None:
+        counts, agreement = gan["counts"], gan["oracle_agreement"]
+        print(f"gan       generator {gan['gan']['steps']} steps on {gan['gan']['training_images']} images "
+              f"({gan['gan']['resolution']} px), samples {gan['gan']['samples']}")
+        print(f"gan       {counts['annotated']} generated images annotated by the colour oracle; "
+              f"{counts['candidates']} candidates, {counts['dropped']} most uncertain dropped, {counts['written']} written, "
+              f"verified={gan['verified']} -> {gan['shards']}")
+        print(f"gan       generated masks vs the oracle on the generated images: pixel accuracy "
+              f"{agreement['pixel_accuracy']:.3f}, mIoU {agreement['miou']:.3f} ({gan['seconds']['total']:.0f} s)")
     return 0
 
 
@@ -51,4 +61,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="validation images written to shards for evaluating the short runs (default: %(default)s)")
     parser.add_argument("--train-epochs", dest="train_epochs", type=int, default=defaults.train_epochs,
                         help="epochs of the short segment and vit runs; 0 skips them (default: %(default)s)")
+    parser.add_argument("--gan", action=argparse.BooleanOptionalAction, default=defaults.gan,
+                        help="run the DatasetGAN factory at a tiny size (default: %(default)s)")
     parser.set_defaults(func=_run)

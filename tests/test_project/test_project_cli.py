@@ -57,7 +57,7 @@ def test_a_corrupt_file_is_named_not_a_traceback(tmp_path):
 def test_demo_writes_a_preview(tmp_path):
     out = tmp_path / "demo"
     result = _run("demo", "--out", str(out), "--size", "6", "--shard-samples", "40", "--max-count", "16",
-                  "--val-samples", "8", "--train-epochs", "1")
+                  "--val-samples", "8", "--train-epochs", "1", "--no-gan")
     assert result.returncode == 0, result.stderr
     from PIL import Image
 
@@ -79,3 +79,4 @@ def test_demo_writes_a_preview(tmp_path):
         assert (run / "ckpt.pt").is_file() and (run / "metrics.jsonl").is_file() and (run / "config.json").is_file()
         assert f"train     {name}:" in result.stdout
     assert list((out / "runs" / "segment" / "eval" / "predictions").glob("*.png"))
+    assert summary["gan"] is None  # --no-gan (the factory has its own tests)
