@@ -51,16 +51,17 @@ class StyleGAN2Config:
     """The network's shape. Channel width at resolution ``r`` is
     ``min(channel_base // r, channel_max)`` (as in StyleGAN2, with much smaller numbers).
 
-    Defaults: 32 px, ``z``/``w`` of 64, widths 64 (4-16 px) and 32 (32 px) -- small enough to
-    train on a CPU; ``resolution=64`` works with the same code, and larger widths scale it up.
+    Defaults: 32 px, ``z``/``w`` of 64, widths 32 (4-16 px) and 16 (32 px) -- small enough to
+    train in CPU minutes; ``resolution=64`` works with the same code, and larger widths
+    (``channel_base``, ``channel_max``) scale it up for real data.
     """
 
     resolution: int = 32
     z_dim: int = 64
     w_dim: int = 64
     mapping_layers: int = 2
-    channel_base: int = 1024
-    channel_max: int = 64
+    channel_base: int = 512
+    channel_max: int = 32
     d_channel_base: int | None = None  # None: same as channel_base
     d_channel_max: int | None = None   # None: same as channel_max
     mapping_lr_mul: float = 0.01

@@ -35,7 +35,7 @@ def test_default_config_shapes_and_documented_feature_resolutions():
     assert G.feature_layers == [f"synthesis.blocks.b{r}.conv{k}" for r in (4, 8, 16, 32) for k in (0, 1)]
     assert G.feature_resolutions == [4, 4, 8, 8, 16, 16, 32, 32]
     assert [f.shape[-1] for f in feats] == G.feature_resolutions
-    assert [f.shape[1] for f in feats] == G.feature_channels == [64, 64, 64, 64, 64, 64, 32, 32]
+    assert [f.shape[1] for f in feats] == G.feature_channels == [32, 32, 32, 32, 32, 32, 16, 16]
     assert D(img).shape == (3,)
 
 
