@@ -1,4 +1,8 @@
-"""The ``vatt`` trainer's evaluation measures: zero-shot retrieval and linear probes.
+"""The ``vatt`` trainer's evaluation: the eval clips' embeddings, zero-shot retrieval and linear probes.
+
+* **Embeddings** (:func:`collect_embeddings`): per clip the video and audio representations
+  (the aggregation tokens' outputs, for the probes), the video and audio in the video-audio
+  space, the video and the clip's retrieval caption in the video-text space.
 
 * **Retrieval** (as in VATT, Akbari et al., 2021, arXiv 2104.11178, and MIL-NCE, Miech et al.,
   2020, arXiv 1912.06430, on YouCook2 / MSR-VTT): query ``i``'s match is gallery item ``i``;
@@ -14,12 +18,21 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["average_precision", "chance_levels", "multilabel_probe", "recall_at", "retrieval_ranks"]
+from pipelines.train.models.vatt_model import VATT
+from pipelines.train.vatt_data import normalize_video
+
+__all__ = ["average_precision", "chance_levels", "collect_embeddings", "multilabel_probe", "probe_metrics", "recall_at",
+           "retrieval_ranks", "write_retrieval_listing"]
 
 RECALL_KS = (1, 5, 10)
 
@@ -101,3 +114,85 @@ def multilabel_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch
         if labels.numel() and 0 < float(labels.sum()) < labels.numel():
             aps.append(average_precision(scores[rows, k], labels))
     return {"probe_map": float(np.mean(aps)) if aps else float("nan"), "probe_classes": float(len(aps))}
+
+
+def _embed(model: VATT, batch: Mapping[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
+    """One eval batch's features and common-space embeddings (float32, on the CPU)."""
+    video_features = model.encode_video(normalize_video(batch["video"].to(device)))
+    audio_features = model.encode_audio(batch["audio"].to(device).float())
+    video_va = model.video_to_va(video_features)
+    rows = torch.arange(len(batch["query"]))
+    query = torch.as_tensor(batch["query"]).long()
+    has_text = batch["text_mask"][rows, query].bool()
+    out = {"video_features": video_features, "audio_features": audio_features, "video_va": video_va,
+           "video_vt": model.va_to_vt(video_va), "audio_va": model.audio_to_va(audio_features), "has_text": has_text}
+    if bool(has_text.any()):
+        ids = batch["text_ids"][rows, query][has_text]
+        out["text_vt"] = model.embed_text(ids.to(device))
+    return {k: v.detach().float().cpu() if v.is_floating_point() else v.cpu() for k, v in out.items()}
+
+
+def collect_embeddings(model: VATT, batches: Iterable[Mapping[str, Any]], device: torch.device, probe: str = "none",
+                       limit: int | None = None) -> dict[str, Any]:
+    """Features, common-space embeddings, keys, retrieval captions and (``probe``) targets of the
+    clips in ``batches`` (the model in eval mode; up to ``limit`` clips), concatenated on the CPU."""
+    parts: dict[str, list[Any]] = {}
+    seen = 0
+    for batch in batches:
+        for key, value in _embed(model, batch, device).items():
+            parts.setdefault(key, []).append(value)
+        for key in ("__key__", "caption"):
+            parts.setdefault(key, []).extend(batch.get(key, [""] * len(batch["query"])))
+        if probe != "none":
+            if probe not in batch:
+                raise ValueError(f"the linear probe needs a {probe!r} field in every clip; set probe=none to skip it")
+            parts.setdefault(probe, []).append(torch.as_tensor(batch[probe]))
+        seen += len(batch["query"])
+        if limit is not None and seen >= limit:
+            break
+    return {k: (torch.cat(v)[:limit] if v and isinstance(v[0], torch.Tensor) else v[:limit]) for k, v in parts.items()}
+
+
+def probe_metrics(probe: str, train: Mapping[str, Any], test: Mapping[str, Any], *, num_classes: int = 0,
+                  steps: int = 100, weight_decay: float = 1e-4) -> dict[str, float]:
+    """Linear probes on the frozen video and audio features of :func:`collect_embeddings`'s
+    ``train`` and ``test`` clips: ``video_probe_top1`` ... for ``label``, ``video_probe_map`` ...
+    for ``labels``; ``num_classes`` 0 = the largest label seen + 1."""
+    from pipelines.train.mae import linear_probe
+
+    metrics: dict[str, float] = {"probe_train_samples": float(len(train[probe]))}
+    for modality in ("video", "audio"):
+        train_x, test_x = train[f"{modality}_features"], test[f"{modality}_features"]
+        if probe == "label":
+            train_y, test_y = train["label"].long(), test["label"].long()
+            if int(train_y.min()) < 0 or int(test_y.min()) < 0:
+                raise ValueError("the linear probe needs a 'label' in every clip (some have none); set probe=none")
+            largest = int(max(train_y.max(), test_y.max()))
+            classes = num_classes or largest + 1
+            if largest >= classes:
+                raise ValueError(f"config key 'num_classes' ({num_classes}) is too small for label {largest}")
+            found = linear_probe(train_x, train_y, test_x, test_y, num_classes=classes, steps=steps,
+                                 weight_decay=weight_decay)
+        else:
+            found = multilabel_probe(train_x, train["labels"], test_x, test["labels"], steps=steps,
+                                     weight_decay=weight_decay)
+        metrics.update({f"{modality}_{k}": v for k, v in found.items()})
+    return metrics
+
+
+def write_retrieval_listing(found: Mapping[str, Any], ranks: torch.Tensor, path: Path, count: int = 20) -> None:
+    """``path`` (JSON): the first ``count`` text queries of :func:`collect_embeddings`'s output, the
+    rank of their clip (``ranks``) and the top-5 clips with their captions."""
+    from pipelines.train.files import write_bytes_atomic
+
+    has_text = found["has_text"]
+    keys = [k for k, h in zip(found["__key__"], has_text.tolist()) if h]
+    captions = [c for c, h in zip(found["caption"], has_text.tolist()) if h]
+    sim = F.normalize(found["text_vt"], dim=1) @ F.normalize(
+        found["video_vt"][has_text], dim=1).T
+    rows = []
+    for i in range(min(count, len(keys))):
+        top = sim[i].topk(min(5, sim.shape[1])).indices.tolist()
+        rows.append({"caption": captions[i], "clip": keys[i], "rank": int(ranks[i]),
+                     "top5": [{"clip": keys[j], "caption": captions[j]} for j in top]})
+    write_bytes_atomic(path, (json.dumps(rows, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
