@@ -5,8 +5,9 @@ defaults) and seed, the generator is trained on ``shapes`` (train split, 1000 im
 timed (wall and process CPU seconds), and compared with 500 held-out real images by
 :func:`datafactory.gan.quality.gan_quality`: part-pixel fractions from the colour oracle, a
 shape classifier's confidence and class-histogram entropy, and the Fréchet distance of its
-features (with the real-vs-real floor). A first row gives the real images' own numbers; an
-untrained generator (step 0 of the same network) is the other reference.
+features (with the real-vs-real floor), the spatial coherence of the oracle's part labels and the
+high-frequency energy (which tell speckle from solid shapes). A first row gives the real images'
+own numbers; an untrained generator (step 0 of the same network) is the other reference.
 
     python benchmarks/gan_quality.py                          # quick + default, seed 0, 1 thread
     python benchmarks/gan_quality.py --settings quick --threads 2 --seeds 0 1
@@ -38,15 +39,16 @@ from datafactory.gan.quality import gan_quality, shapes_reference  # noqa: E402
 from datafactory.gan.stylegan import BundledGenerator, StyleGAN2Generator  # noqa: E402
 
 SETTINGS = {"quick": GanTrainConfig.quick, "default": GanTrainConfig}
-COLUMNS = ("setting", "seed", "steps", "batch", "params_G", "wall_s", "cpu_s", "parts_l1", "frechet",
-           "confidence", "class_entropy", "parts (bg/body/outline/marking)")
+COLUMNS = ("setting", "seed", "steps", "batch", "params_G", "wall_s", "cpu_s", "parts_l1", "coherence", "high_freq",
+           "frechet", "confidence", "class_entropy", "parts (bg/body/outline/marking)")
 
 
 def _row(name: str, seed: Any, steps: Any, batch: Any, params: Any, wall: Any, cpu: Any, q: dict[str, Any],
          real: bool = False) -> dict[str, Any]:
     suffix = "real" if real else "fake"
     return {"setting": name, "seed": seed, "steps": steps, "batch": batch, "params_G": params, "wall_s": wall,
-            "cpu_s": cpu, "parts_l1": 0.0 if real else q["parts_l1"],
+            "cpu_s": cpu, "parts_l1": 0.0 if real else q["parts_l1"], "coherence": q[f"coherence_{suffix}"],
+            "high_freq": q[f"high_freq_{suffix}"],
             "frechet": q["frechet_real_floor"] if real else q["frechet"],
             "confidence": q[f"confidence_{suffix}"], "class_entropy": q[f"class_entropy_{suffix}"],
             "parts (bg/body/outline/marking)": "/".join(f"{v:.3f}" for v in q[f"parts_{suffix}"])}
