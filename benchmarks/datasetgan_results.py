@@ -169,6 +169,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     oracle = _oracle_on_test(test)
     return {"rows": rows, "oracle_on_test": oracle, "times": times,
             "settings": {"resolution": res, "gan_images": args.gan_images, "gan_steps": args.gan_steps,
+                         "gan_recipe": {k: v for k, v in gan_cfg.to_dict().items()
+                                        if k in ("batch_size", "diffaugment", "r1_gamma", "lr_g", "lr_d")},
+                         "generator": {k: gan_cfg.model.to_dict()[k] for k in ("channel_base", "channel_max", "z_dim",
+                                                                               "w_dim", "mapping_layers")},
                          "annotated": args.annotated, "synthetic": args.synthetic, "drop": args.drop,
                          "test": args.test, "seg_steps": args.seg_steps, "seeds": list(args.seeds),
                          "seed": args.seed, "threads": torch.get_num_threads()},
@@ -199,8 +203,11 @@ def table(results: dict[str, Any]) -> str:
         threshold = "-" if count["threshold"] is None else f"{count['threshold']:.3f}"
         lines.append(f"| {name} | {count['candidates']} | {count['dropped']} | {count['written']} | {threshold} | "
                      f"{agreement['pixel_accuracy']:.3f} | {agreement['miou']:.3f} |")
-    lines += ["", f"Generator: {s['gan_steps']} steps on {s['gan_images']} unlabelled real images (seed {s['seed']}); "
-              f"K = {s['annotated']} generated images annotated by the colour oracle; interpreter: 10 MLPs.", "",
+    network = ", ".join(f"{k}={v}" for k, v in s["generator"].items())
+    recipe = ", ".join(f"{k}={v!r}" for k, v in s["gan_recipe"].items())
+    lines += ["", f"Generator: the bundled network ({network}) trained {s['gan_steps']} steps ({recipe}) on "
+              f"{s['gan_images']} unlabelled real images (seed {s['seed']}); K = {s['annotated']} generated images "
+              "annotated by the colour oracle; interpreter: 10 MLPs, the paper's architecture.", "",
               "| stage | wall time (s) |", "|---|---|"]
     lines += [f"| {stage} | {seconds:.0f} |" for stage, seconds in results["times"].items()]
     lines.append(f"| {s['threads']} torch threads | |")
