@@ -184,11 +184,21 @@ def test_adapter_pickles_without_loaded_models(bundled):
     assert [clone.key(i) for i in range(3)] == ["seed_4", "seed_9", "seed_2"]
 
 
+def test_ray_pickling_ships_paths_not_models(bundled):
+    cloudpickle = pytest.importorskip("ray.cloudpickle")
+    adapter = GeneratedSamples(bundled["generator"], bundled["interpreter"], [4, 9], batch_size=2, device="cpu")
+    first = adapter.load(1, decode=False)
+    payload = cloudpickle.dumps(adapter)  # what ray.put sends to every task
+    assert len(payload) < 4096 and b"generator.pt" in payload
+    assert cloudpickle.loads(payload).load(1, decode=False) == first
+
+
+@pytest.mark.slow  # starting Ray and a worker that imports torch: ~20-30 s on 2 cores
 def test_ray_engine_gives_the_same_shards(tmp_path, bundled):
     ray = pytest.importorskip("ray")
     config = GenerateConfig(count=8, seed=0, drop_fraction=0.25, batch_size=4, max_count=3, device="cpu")
     local = generate_shards(bundled["generator"], bundled["interpreter"], tmp_path / "local", config)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:
         remote = generate_shards(bundled["generator"], bundled["interpreter"], tmp_path / "ray",
                                  GenerateConfig(**{**config.__dict__, "engine": "ray"}))
