@@ -263,7 +263,8 @@ def test_retrieval_ranks_recalls_and_chance():
 
 
 def test_average_precision_and_the_multilabel_probe():
-    assert average_precision(torch.tensor([0.9, 0.8, 0.7, 0.1]), torch.tensor([1.0, 0.0, 1.0, 0.0])) == pytest.approx((1 + 2 / 3) / 2)
+    ap = average_precision(torch.tensor([0.9, 0.8, 0.7, 0.1]), torch.tensor([1.0, 0.0, 1.0, 0.0]))
+    assert ap == pytest.approx((1 + 2 / 3) / 2)  # precision 1/1 at the first positive, 2/3 at the second
     assert math.isnan(average_precision(torch.tensor([0.5, 0.2]), torch.tensor([0.0, 0.0])))
     g = torch.Generator().manual_seed(0)
     x = torch.randn(120, 6, generator=g)
