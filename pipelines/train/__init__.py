@@ -6,8 +6,8 @@ The core (one file per concern): :mod:`~pipelines.train.config` (strict config d
 adapter loaders), :mod:`~pipelines.train.loop` (``fit`` / ``evaluate_run``),
 :mod:`~pipelines.train.checkpoint`, :mod:`~pipelines.train.ema`, :mod:`~pipelines.train.dist`
 (DDP via ``torchrun``), :mod:`~pipelines.train.logging`, :mod:`~pipelines.train.optim` and
-:mod:`~pipelines.train.precision`. Trainers: ``segment`` here; ``vit``, ``mae``, ``cxr`` in their
-own modules, imported lazily through :func:`get_task`::
+:mod:`~pipelines.train.precision`. Trainers: ``segment``, ``vit``, ``mae``, ``cxr`` and ``vatt``, each in its
+own module, imported lazily through :func:`get_task`::
 
     from pipelines.train import fit, get_task, load_config
 
