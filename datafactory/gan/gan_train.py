@@ -30,7 +30,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .diffaugment import diff_augment, parse_policy
-from .stylegan import StyleGAN2Config, StyleGAN2Discriminator, StyleGAN2Generator
+from .stylegan import StyleGAN2Config, StyleGAN2Discriminator, StyleGAN2Generator, strict_fields
 
 __all__ = [
     "GanTrainConfig",
@@ -139,13 +139,7 @@ class GanTrainConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "GanTrainConfig":
         """Strict: unknown keys raise ``KeyError`` naming them and the allowed keys."""
-        if not isinstance(data, Mapping):
-            raise TypeError(f"GanTrainConfig must be read from a mapping, got {type(data).__name__}")
-        allowed = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(allowed))
-        if unknown:
-            raise KeyError(f"unknown GanTrainConfig key(s) {unknown}; allowed: {allowed}")
-        values = dict(data)
+        values = strict_fields(cls, data)
         if "model" in values:
             values["model"] = StyleGAN2Config.from_dict(values["model"])
         return cls(**values)

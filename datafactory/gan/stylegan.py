@@ -46,6 +46,21 @@ __all__ = [
 _SQRT2 = math.sqrt(2.0)
 
 
+def strict_fields(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` as keyword arguments of the dataclass ``cls``, strictly.
+
+    Raises:
+        TypeError: ``data`` is not a mapping. KeyError: unknown keys (named, with the allowed ones).
+    """
+    if not isinstance(data, Mapping):
+        raise TypeError(f"{cls.__name__} must be read from a mapping, got {type(data).__name__}")
+    allowed = [f.name for f in fields(cls)]
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise KeyError(f"unknown {cls.__name__} key(s) {unknown}; allowed: {allowed}")
+    return dict(data)
+
+
 @dataclass(frozen=True)
 class StyleGAN2Config:
     """The network's shape. Channel width at resolution ``r`` is
@@ -105,13 +120,7 @@ class StyleGAN2Config:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "StyleGAN2Config":
         """Strict: unknown keys raise ``KeyError`` naming them and the allowed keys."""
-        if not isinstance(data, Mapping):
-            raise TypeError(f"StyleGAN2Config must be read from a mapping, got {type(data).__name__}")
-        allowed = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(allowed))
-        if unknown:
-            raise KeyError(f"unknown StyleGAN2Config key(s) {unknown}; allowed: {allowed}")
-        return cls(**dict(data))
+        return cls(**strict_fields(cls, data))
 
 
 # ---------------------------------------------------------------------------------------------
