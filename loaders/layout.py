@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from loaders.fileio import open_regular_file
+from loaders.fileio import check_regular, open_regular_file
 from loaders.media import sniff_image
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "kind_of",
     "list_subdirs",
     "read_table",
+    "require_regular_file",
 ]
 
 _P = TypeVar("_P", str, Path)
@@ -65,6 +66,21 @@ def first_existing(paths: Iterable[_P], accept: Callable[[_P], bool]) -> _P | No
     ``paths`` may be lazy: candidates after the first match are not looked at.
     """
     return next((path for path in paths if accept(path)), None)
+
+
+def require_regular_file(path: Path | None, *, what: str, where: str) -> Path:
+    """``path`` when it is a regular file; else a clear error.
+
+    Raises:
+        FileNotFoundError: ``path`` is ``None`` or absent (the message names ``what`` and ``where``
+            it was looked for).
+        loaders.fileio.NotRegularFileError: ``path`` exists but is a folder, FIFO, socket or
+            device (checked from its ``stat``, never opened: opening a FIFO would block).
+    """
+    if path is None or not (path.exists() or path.is_symlink()):
+        raise FileNotFoundError(f"{what} not found {where}")
+    check_regular(path)
+    return path
 
 
 def find_file(root: Path, candidates: Iterable[str], *, what: str, option: str) -> Path:

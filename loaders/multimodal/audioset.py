@@ -34,7 +34,7 @@ import torch
 from loaders.base import SampleError
 from loaders.clip_io import fit_length, read_audio_clip, remix_channels, resample
 from loaders.fileio import check_regular
-from loaders.layout import first_existing
+from loaders.layout import first_existing, require_regular_file
 from loaders.multimodal.audioset_meta import Ontology, read_class_labels, read_segments
 from loaders.multimodal.clips import VIDEO_EXTENSIONS, ClipAdapter
 from loaders.registry import register_dataset
@@ -151,8 +151,8 @@ class AudioSetDataset(ClipAdapter):
         meta_dirs = (self.root, self.root / "metadata")
         labels_path = Path(class_labels) if class_labels else first_existing(
             (d / "class_labels_indices.csv" for d in meta_dirs), Path.exists)
-        if labels_path is None or not labels_path.is_file():
-            raise FileNotFoundError(f"audioset: class_labels_indices.csv not found under {str(self.root)!r} or its metadata/ folder")
+        labels_path = require_regular_file(labels_path, what="audioset: class_labels_indices.csv",
+                                           where=f"under {str(self.root)!r} or its metadata/ folder")
         self.mids, self.display_names = read_class_labels(labels_path)
         self.classes = tuple(self.display_names)
         self.mid_index = {mid: i for i, mid in enumerate(self.mids)}

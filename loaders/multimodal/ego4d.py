@@ -32,7 +32,7 @@ import torch
 
 from loaders.base import SampleError
 from loaders.fileio import open_regular_file
-from loaders.layout import first_existing
+from loaders.layout import first_existing, require_regular_file
 from loaders.multimodal.clips import ClipAdapter
 from loaders.multimodal.pairing import TAG_MODES, egoclip_window, mean_gap, normalize_tags
 from loaders.registry import register_dataset
@@ -181,10 +181,11 @@ class Ego4DDataset(ClipAdapter):
             (self.root / "egoclip.csv", versioned / "egoclip.csv"), Path.is_file)
         if source == "auto":
             source = "egoclip" if self.egoclip_path is not None else "narrations"
-        if source == "narrations" and (self.narration_path is None or not self.narration_path.is_file()):
-            raise FileNotFoundError(f"ego4d: narration.json not found under {str(versioned / 'annotations')!r} or {str(self.root)!r}")
-        if source == "egoclip" and (self.egoclip_path is None or not self.egoclip_path.is_file()):
-            raise FileNotFoundError(f"ego4d: egoclip.csv not found under {str(self.root)!r}")
+        if source == "narrations":
+            require_regular_file(self.narration_path, what="ego4d: narration.json",
+                                 where=f"under {str(versioned / 'annotations')!r} or {str(self.root)!r}")
+        if source == "egoclip":
+            require_regular_file(self.egoclip_path, what="ego4d: egoclip.csv", where=f"under {str(self.root)!r}")
         if split is not None and self.metadata_path is None:
             raise FileNotFoundError(f"ego4d: split={split!r} needs ego4d.json (looked in {str(self.root)!r} and {str(versioned)!r})")
         self.source, self.passes, self.summaries = source, tuple(passes), summaries

@@ -43,6 +43,7 @@ import torch
 
 from loaders.base import SampleError
 from loaders.fileio import open_regular_file
+from loaders.layout import require_regular_file
 from loaders.multimodal.clips import VIDEO_EXTENSIONS, ClipAdapter
 from loaders.multimodal.pairing import expand_window, nearest_contiguous
 from loaders.registry import register_dataset
@@ -240,8 +241,8 @@ class HowTo100MDataset(ClipAdapter):
         self.root, self.mode, self.sampling, self.seed, self.epoch = Path(root), mode, sampling, int(seed), 0
         self.window_from = window_from
         self.caption_path = self.root / CAPTIONS[captions]
-        if not self.caption_path.is_file():
-            raise FileNotFoundError(f"howto100m: {str(self.caption_path)!r} not found (captions={captions!r})")
+        require_regular_file(self.caption_path, what=f"howto100m: {str(self.caption_path)!r}",
+                             where=f"(captions={captions!r})")
         default_dir = self.root / "videos"
         self.video_dir = Path(video_dir) if video_dir else (default_dir if default_dir.is_dir() else self.root)
         self.subset = None if videos is None else set(videos)

@@ -147,3 +147,40 @@ def test_ego4d_refuses_a_fifo_given_as_its_metadata(tmp_path):
     fifo = tmp_path / "ego4d.json"
     os.mkfifo(fifo)
     _refused(lambda: Ego4DDataset(root, metadata=fifo), fifo)
+
+
+def test_audioset_refuses_a_fifo_named_like_its_class_labels(tmp_path):
+    """Found by its default name, a FIFO is refused as what it is, not reported as absent."""
+    root = _audioset_root(tmp_path / "audioset")
+    (root / "audio" / "eval").mkdir(parents=True)
+    fifo = root / "class_labels_indices.csv"
+    fifo.unlink()
+    os.mkfifo(fifo)
+    _refused(lambda: AudioSetDataset(root, split="eval"), fifo)
+
+
+def test_ego4d_refuses_a_fifo_given_as_its_narrations(tmp_path):
+    root = tmp_path / "ego4d"
+    root.mkdir()
+    fifo = tmp_path / "narration.json"
+    os.mkfifo(fifo)
+    _refused(lambda: Ego4DDataset(root, narrations=fifo, source="narrations"), fifo)
+
+
+def test_howto100m_refuses_a_fifo_named_like_its_captions(tmp_path):
+    from loaders.multimodal import HowTo100MDataset
+
+    root = tmp_path / "howto100m"
+    root.mkdir()
+    fifo = root / "caption.json"
+    os.mkfifo(fifo)
+    _refused(lambda: HowTo100MDataset(root), fifo)
+
+
+def test_a_missing_metadata_file_is_still_reported_as_not_found(tmp_path):
+    from loaders.multimodal import HowTo100MDataset
+
+    with pytest.raises(FileNotFoundError, match="caption.json"):
+        HowTo100MDataset(tmp_path)
+    with pytest.raises(FileNotFoundError, match="class_labels_indices.csv"):
+        AudioSetDataset(tmp_path, split="eval")
