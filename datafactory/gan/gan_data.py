@@ -83,10 +83,6 @@ def _collect(samples, resolution: int, max_images: int, what: str) -> torch.Tens
     return torch.stack(images)
 
 
-def _images_only(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return samples
-
-
 def load_training_images(source: Any, resolution: int, *, split: str = "train", max_images: int = 100_000,
                          options: Mapping[str, Any] | None = None, on_error: str = "raise") -> torch.Tensor:
     """All images of ``source`` as uint8 ``(N, 3, resolution, resolution)``.
@@ -111,7 +107,7 @@ def load_training_images(source: Any, resolution: int, *, split: str = "train", 
         if (path / "index.json").is_file() or (_is_shard_folder(path) and name not in list_datasets()):
             from pipelines import make_loader
 
-            loader = make_loader(path, batch_size=64, decode="RGB", shuffle=False, collate=_images_only,
+            loader = make_loader(path, batch_size=64, decode="RGB", shuffle=False, collate=list,
                                  on_error=on_error)
             return _collect((s for batch in loader for s in batch), resolution, max_images, f"shards {str(path)!r}")
         if name not in list_datasets():
