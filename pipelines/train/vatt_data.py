@@ -6,11 +6,14 @@ resumed run draws the same crops). It takes the schema's clip fields -- ``video`
 absent) -- as the HowTo100M, AudioSet, Ego4D and ``avshapes`` adapters write them, and returns:
 
 * ``video`` uint8 ``[num_frames, 3, frame_size, frame_size]``: ``num_frames`` consecutive frames
-  (a random start in training, the centre in evaluation; a shorter clip repeats its last frame),
+  (a random start in training, the centre in evaluation; a shorter clip repeats its last frame,
+  counted in ``video_frames_held``),
   grey expanded to RGB, the shorter side resized to ``frame_size`` (bilinear, antialiased) and a
   square crop (random in training, centred in evaluation), optionally flipped;
 * ``audio`` float32 ``[audio_samples]``: the channels averaged, starting at the same point of
-  the clip as the frames (``round(start / T * S)``), zero-padded at the end when short;
+  the clip as the frames (``round(start / T * S)``), zero-padded at the end when short (counted
+  in ``audio_samples_padded``; both counts are ``0`` when nothing was held or padded, the same
+  names the clip adapters use in ``meta``);
 * ``text_ids`` int64 ``[bag_size, max_words]`` and ``text_mask`` bool ``[bag_size]``
   (:class:`~pipelines.train.text_tokens.HashTokenizer`), ``query`` the bag position of the
   clip's retrieval caption (HowTo100M: its anchor caption; otherwise the first) and ``caption``
@@ -107,9 +110,9 @@ class ClipTransform:
         frames = _resize_square(frames, self.frame_size, self.train)
         if self.train and self.hflip and bool(torch.rand(()) < 0.5):
             frames = frames.flip(-1)
-        return frames, start / t
+        return frames, start / t, max(0, start + self.num_frames - t)
 
-    def _audio(self, key: Any, audio: Any, offset: float, meta: Any) -> torch.Tensor:
+    def _audio(self, key: Any, audio: Any, offset: float, meta: Any) -> tuple[torch.Tensor, int]:
         if not isinstance(audio, torch.Tensor) or audio.ndim != 2 or not audio.is_floating_point():
             raise ValueError(f"sample {key!r}: 'audio' must be a float tensor [channels, samples], got "
                              f"{getattr(audio, 'dtype', type(audio).__name__)} {tuple(getattr(audio, 'shape', ()))}")
@@ -121,9 +124,10 @@ class ClipTransform:
         wave = audio.float().mean(0)
         start = min(round(offset * wave.shape[0]), wave.shape[0])
         out = wave[start:start + self.audio_samples]
-        if out.shape[0] < self.audio_samples:
-            out = F.pad(out, (0, self.audio_samples - out.shape[0]))
-        return out.contiguous()
+        padded = self.audio_samples - out.shape[0]
+        if padded:
+            out = F.pad(out, (0, padded))
+        return out.contiguous(), padded
 
     @staticmethod
     def _query(text: Any, meta: Any) -> int:
@@ -157,9 +161,9 @@ class ClipTransform:
             if field not in sample:
                 present = sorted(k for k in sample if not k.startswith("__"))
                 raise ValueError(f"sample {key!r} has no {field!r} field (it has {present})")
-        frames, offset = self._frames(key, sample["video"])
+        frames, offset, held = self._frames(key, sample["video"])
         meta = sample.get("meta")
-        audio = self._audio(key, sample["audio"], offset, meta)
+        audio, padded = self._audio(key, sample["audio"], offset, meta)
         text = sample.get("text")
         try:
             ids, mask = self.tokenizer.encode_bag(text, self.bag_size)
@@ -173,7 +177,8 @@ class ClipTransform:
         if bool(mask[query]):
             caption = (text if isinstance(text, str) else text[query])[:_CAPTION_CHARS]
         return {KEY: key, "video": frames, "audio": audio, "text_ids": ids, "text_mask": mask, "query": query,
-                "caption": caption, **self._target(key, sample)}
+                "caption": caption, "video_frames_held": held, "audio_samples_padded": padded,
+                **self._target(key, sample)}
 
     def __repr__(self) -> str:
         return (f"ClipTransform(num_frames={self.num_frames}, frame_size={self.frame_size}, "

@@ -304,10 +304,12 @@ def test_clip_transform_crops_aligns_audio_and_tokenizes():
     out = evaluate({**sample, "video": sample["video"][:, :, :, :20]})
     assert torch.equal(out["video"], sample["video"][4:8, :, :, :20])
     assert torch.allclose(out["audio"], sample["audio"].mean(0)[400:656])
+    assert out["video_frames_held"] == 0 and out["audio_samples_padded"] == 0
     # short clips: the last frame repeats, the audio is zero-padded; grey becomes RGB
     out = evaluate(clip_sample(frames=2, size=(20, 20), channels=1, samples=100, text=None))
     assert torch.equal(out["video"][3], out["video"][1]) and torch.equal(out["video"][:, 0], out["video"][:, 2])
     assert out["audio"][100:].abs().sum() == 0 and not out["text_mask"].any() and out["caption"] == ""
+    assert out["video_frames_held"] == 2 and out["audio_samples_padded"] == 156  # said, not silent
     # HowTo100M: the anchor caption is the retrieval query
     anchored = clip_sample(text=("one", "two", "three"))
     anchored["meta"] = {"anchor": 11, "caption_indices": [10, 13]}
